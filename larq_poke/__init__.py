@@ -7,7 +7,12 @@ model = larq_poke.zoo.PokeBNN(1.0)
 model.summary()                      # Keras summary followed by the ACE / BOPs cost table
 report = larq_poke.cost.profile(model)
 ```
+
+Importing the package sets ``TF_USE_LEGACY_KERAS=1`` (Larq needs Keras 2); submodules load on
+first use, so ``import larq_poke`` itself stays cheap.
 """
+
+import importlib
 
 from larq_poke.legacy_keras import ensure_legacy_keras
 
@@ -15,7 +20,14 @@ ensure_legacy_keras()
 
 __version__ = "0.1.0"
 
-from larq_poke import quantizers, layers, cost, zoo, converters  # noqa: E402
-from larq_poke.cost import summary  # noqa: E402
+_SUBMODULES = ("quantizers", "layers", "cost", "zoo", "converters", "bench")
 
-__all__ = ["quantizers", "layers", "cost", "zoo", "converters", "summary", "__version__"]
+__all__ = list(_SUBMODULES) + ["summary", "__version__"]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"larq_poke.{name}")
+    if name == "summary":
+        return importlib.import_module("larq_poke.cost").summary
+    raise AttributeError(f"module 'larq_poke' has no attribute {name!r}")

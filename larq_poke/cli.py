@@ -18,8 +18,8 @@ from typing import List, Optional
 
 # Modules providing `add_subcommand(subparsers)`; each sets `func(args) -> int` as a default.
 _SUBCOMMAND_MODULES = [
-    "larq_poke.cli_summary",
-    "larq_poke.cli_weights",
+    "larq_poke.commands.summary",
+    "larq_poke.commands.weights",
 ]
 
 

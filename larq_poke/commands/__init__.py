@@ -1,0 +1,1 @@
+"""Subcommands of the ``larq-poke`` command line (one module per subcommand)."""

@@ -1,0 +1,94 @@
+"""What every zoo model shares: the keras.applications-style input handling and a Keras model
+whose ``summary()`` ends with the cost table.
+
+```python
+inputs = model_input(input_shape=None, input_tensor=None, include_top=True,
+                     weights=None, num_classes=1000)
+model = ZooModel(inputs, outputs, name="pokebnn-1.0x")
+model.summary()   # Keras summary, then larq_poke.cost table
+```
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+__all__ = ["ZooModel", "model_input", "check_weights_argument"]
+
+
+@tf.keras.utils.register_keras_serializable(package="larq_poke")
+class ZooModel(tf.keras.Model):
+    """A functional Keras model whose :meth:`summary` also prints the larq-poke cost table.
+
+    It is an ordinary functional model otherwise: it saves and loads like one (the class is a
+    registered Keras serializable, so ``tf.keras.models.load_model`` restores it when
+    ``larq_poke`` has been imported).
+    """
+
+    def summary(self, *args, include_costs: bool = True, float_bits: int = 16, **kwargs):
+        super().summary(*args, **kwargs)
+        if include_costs:
+            from larq_poke.cost import profile
+
+            print_fn = kwargs.get("print_fn") or print
+            print_fn(profile(self, float_bits=float_bits).to_text())
+
+
+def check_weights_argument(weights, include_top: bool, num_classes: int) -> None:
+    """The keras.applications rules for ``weights``; ValueError naming what is wrong."""
+    if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
+        raise ValueError(
+            f"`weights` must be None, 'imagenet' or a path to a weights file, got {weights!r}."
+        )
+    if isinstance(weights, (str, os.PathLike)) and weights != "imagenet" and not os.path.exists(weights):
+        raise ValueError(f"`weights` file {os.fspath(weights)!r} does not exist.")
+    if weights == "imagenet" and include_top and num_classes != 1000:
+        raise ValueError(
+            "weights='imagenet' with include_top=True needs num_classes=1000 "
+            f"(got num_classes={num_classes}); use include_top=False for another head."
+        )
+
+
+def model_input(
+    *,
+    input_shape=None,
+    input_tensor=None,
+    include_top: bool = True,
+    weights=None,
+    num_classes: int = 1000,
+    default_size: int = 224,
+    min_size: int = 32,
+):
+    """The model's input tensor, from ``input_shape`` / ``input_tensor`` as in keras.applications.
+
+    ``input_shape`` is (height, width, channels); ``None`` means ``(default_size, default_size, 3)``
+    with ``include_top=True`` and ``(None, None, 3)`` otherwise. Returns ``(inputs, img_input)``:
+    the tensor to pass to the Model and the one to build on.
+    """
+    check_weights_argument(weights, include_top, num_classes)
+    if num_classes is None or int(num_classes) < 1:
+        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(tf.keras.backend.int_shape(input_tensor)[1:])
+    if input_shape is None:
+        input_shape = (default_size, default_size, 3) if include_top else (None, None, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape}.")
+    height, width, _ = input_shape
+    for size in (height, width):
+        if size is not None and size < min_size:
+            raise ValueError(
+                f"Input size {height}x{width} is too small: this model needs at least "
+                f"{min_size}x{min_size} (its strides reduce the image {min_size}-fold)."
+            )
+    if input_tensor is None:
+        img_input = tf.keras.layers.Input(shape=input_shape)
+        return img_input, img_input
+    if not tf.keras.backend.is_keras_tensor(input_tensor):
+        img_input = tf.keras.layers.Input(tensor=input_tensor, shape=input_shape)
+        return img_input, img_input
+    inputs = tf.keras.utils.get_source_inputs(input_tensor)
+    return inputs, input_tensor
