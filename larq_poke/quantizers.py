@@ -36,6 +36,8 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from larq_poke.serialization import register_serializable
+
 from larq_poke.no_autograph import skip_autograph
 
 __all__ = [
@@ -97,7 +99,7 @@ class _PokeQuantizer(lq.quantizers.Quantizer):
         return config
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PokeBinaryActivation(_PokeQuantizer):
     r"""Binary activation quantizer of PokeBNN: \(\pm\frac{b + \epsilon}{2}\), zero maps to +.
 
@@ -131,7 +133,7 @@ class PokeBinaryActivation(_PokeQuantizer):
         return {**super().get_config(), "bound": self.bound}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PokeBinaryWeight(_PokeQuantizer):
     r"""Binary weight quantizer of PokeBNN: \(\mathrm{sign}(w) \cdot \frac{\max_c|w| + \epsilon}{2}\).
 
@@ -161,7 +163,7 @@ class PokeBinaryWeight(_PokeQuantizer):
         return {**super().get_config(), "channel_axes": self.channel_axes}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class SignedWeightQuantizer(_PokeQuantizer):
     r"""Symmetric ``bits``-bit weight quantizer, per output channel (official AQT weights).
 
@@ -229,7 +231,7 @@ class _BoundedActivationQuantizer(_PokeQuantizer):
         return {**super().get_config(), "bits": self.bits}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class SignedActivationQuantizer(_BoundedActivationQuantizer):
     r"""Symmetric ``bits``-bit activation quantizer with per-input-channel learned bounds.
 
@@ -251,7 +253,7 @@ class SignedActivationQuantizer(_BoundedActivationQuantizer):
         return _signed_fake_quant(x, bound, self.bits)
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class UnsignedActivationQuantizer(_BoundedActivationQuantizer):
     r"""Unsigned ``bits``-bit activation quantizer (PokeBNN SE fc2 input, after a ReLU).
 

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 import larq as lq
 import tensorflow as tf
 
+from larq_poke.serialization import register_serializable
+
 from larq_poke.layers.base import GraphLayer
 from larq_poke.no_autograph import without_autograph
 from larq_poke.layers.shortcuts import shortcut_layers
@@ -67,7 +69,7 @@ def _quiet_larq():
         logger.setLevel(level)
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class DPReLU(GraphLayer):
     r"""Dynamic PReLU: a per-channel PReLU with learned input and output shifts.
 
@@ -95,7 +97,7 @@ class DPReLU(GraphLayer):
         return slope * z - self.bias_y
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PokeSqueezeExcite(GraphLayer):
     r"""PokeBNN's 4-bit squeeze-and-excitation: per-channel gates for ``channels`` outputs.
 
@@ -151,7 +153,7 @@ class PokeSqueezeExcite(GraphLayer):
         return {**super().get_config(), "channels": self.channels, "reduction": self.reduction}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PokeConv(GraphLayer):
     r"""PokeBNN's PokeConv: binary conv with local (and optional block) shortcut, DPReLU and SE.
 
@@ -272,7 +274,7 @@ class PokeConv(GraphLayer):
         }
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PokeInit(GraphLayer):
     """PokeBNN's 8-bit stem: 4×4/4 VALID conv → BN → DPReLU → grouped 3×3 conv → BN → DPReLU.
 

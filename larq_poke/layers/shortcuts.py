@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from larq_poke.serialization import register_serializable
+
 from larq_poke.layers.base import GraphLayer
 
 __all__ = [
@@ -44,7 +46,7 @@ class _ChannelReshape(GraphLayer):
         return {**super().get_config(), "channels": self.channels}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class ChannelShrink(_ChannelReshape):
     """Average groups of k = Cin // channels consecutive channels (drop the rest).
 
@@ -68,7 +70,7 @@ class ChannelShrink(_ChannelReshape):
         return tf.reduce_mean(grouped, axis=-1)
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class ChannelZeroPad(_ChannelReshape):
     """Append zero channels up to ``channels`` (output channel c = r[c] for c < Cin, else 0)."""
 
@@ -84,7 +86,7 @@ class ChannelZeroPad(_ChannelReshape):
         return tf.pad(inputs, [[0, 0]] * (rank - 1) + [[0, self.extra]])
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class ChannelTile(_ChannelReshape):
     """Repeat the channel vector ``channels / Cin`` times (output channel c = r[c mod Cin])."""
 
@@ -104,7 +106,7 @@ class ChannelTile(_ChannelReshape):
         return tf.tile(inputs, [1] * (rank - 1) + [self.repeats])
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class PaddedAveragePool2D(GraphLayer):
     """3×3 / stride-2 average pool with TF SAME padding whose zeros count (divisor always 9).
 

@@ -15,10 +15,12 @@ import os
 
 import tensorflow as tf
 
+from larq_poke.serialization import register_serializable
+
 __all__ = ["ZooModel", "model_input", "check_weights_argument"]
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_poke")
+@register_serializable
 class ZooModel(tf.keras.Model):
     """A functional Keras model whose :meth:`summary` also prints the larq-poke cost table.
 

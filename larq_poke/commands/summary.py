@@ -1,0 +1,65 @@
+"""``larq-poke summary MODEL``: the Keras summary and cost table of a zoo model or a saved model.
+
+```
+larq-poke summary pokebnn-1.0x
+larq-poke summary bnext-t --input-size 160 --json
+larq-poke summary my_model.h5
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help="print a model's Keras summary and ACE / BOPs / OPs cost table",
+        description="Build a zoo model (or load a saved Keras model) and print its summary "
+        "followed by the larq-poke cost table.",
+    )
+    parser.add_argument("model", help="zoo name (e.g. pokebnn-1.0x, bnext-t) or a saved .h5 / SavedModel path")
+    parser.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's own, 224 for zoo models)")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--float-bits", type=int, default=16, help="bits charged to float operands in ACE (default 16, bf16)")
+    parser.add_argument("--json", action="store_true", help="print the cost report as JSON only")
+    parser.add_argument("--all-layers", action="store_true", help="list layers without MACs too")
+    parser.set_defaults(func=run)
+
+
+def load_model(name: str, input_size=None, num_classes: int = 1000):
+    """A zoo model by name, or a saved Keras model from a path."""
+    if os.path.exists(name):
+        import tensorflow as tf
+
+        import larq_poke.layers  # noqa: F401  (registers the custom objects)
+
+        return tf.keras.models.load_model(name, compile=False)
+    from larq_poke.zoo import build
+
+    kwargs = {"num_classes": num_classes}
+    if input_size is not None:
+        kwargs["input_shape"] = (input_size, input_size, 3)
+    return build(name, **kwargs)
+
+
+def run(args) -> int:
+    from larq_poke.cost import profile
+
+    model = load_model(args.model, args.input_size, args.num_classes)
+    input_shape = None
+    if args.input_size is not None and os.path.exists(args.model):
+        input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])
+    report = profile(model, input_shape=input_shape, float_bits=args.float_bits)
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    import tensorflow as tf
+
+    tf.keras.Model.summary(model, line_length=110)
+    print(report.to_text(all_layers=args.all_layers))
+    return 0

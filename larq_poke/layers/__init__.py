@@ -1,0 +1,4 @@
+"""Keras layers of the larq-poke model families (PokeBNN, BNext)."""
+
+from larq_poke.layers.shortcuts import ChannelShrink, ChannelTile, ChannelZeroPad, PaddedAveragePool2D
+from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
