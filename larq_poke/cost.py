@@ -137,9 +137,13 @@ class _CallRecorder:
         self.model = model
         self.records = []
         self.quantized_outputs: Dict[int, int] = {}  # id(tensor) -> precision of its quantizer
-        self.paths = {}
+        self.saved_calls = {}
 
     def _wrap(self, path, layer):
+        if id(layer) in self.saved_calls:  # a layer reachable through two parents
+            return
+        # Some layers (e.g. TFOpLambda) keep `call` as an instance attribute: restore it after.
+        self.saved_calls[id(layer)] = layer.__dict__.get("call")
         original = layer.call
         recorder = self
 
@@ -172,7 +176,10 @@ class _CallRecorder:
             fn.get_concrete_function(*input_specs)
         finally:
             for _, layer in named:
-                if "call" in layer.__dict__:
+                saved = self.saved_calls.get(id(layer))
+                if saved is not None:
+                    object.__setattr__(layer, "call", saved)
+                elif "call" in layer.__dict__:
                     object.__delattr__(layer, "call")
         return self.records
 
@@ -242,9 +249,13 @@ def _layer_cost_terms(layer, in_shape, out_shape, producer_bits):
 
 def _lce_binary(layer, op, w_bits, a_bits, in_shape) -> bool:
     """Can LCE run this as an LceBconv2d (given ±1-sign form)? Conv2D only; grouped convs need
-    a multiple of 32 input channels per group."""
+    a multiple of 32 input channels per group. A layer whose ``call`` emits something else
+    (e.g. explicit padding between sign and conv) says so with ``lce_binary_convertible``."""
     if op != "conv2d" or w_bits != 1 or a_bits != 1:
         return False
+    declared = getattr(layer, "lce_binary_convertible", None)  # a layer may know better
+    if declared is not None:
+        return bool(declared)
     groups = getattr(layer, "groups", 1) or 1
     return groups == 1 or (in_shape[-1] // groups) % 32 == 0
 

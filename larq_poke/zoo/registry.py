@@ -24,13 +24,7 @@ _FAMILY_MODULES = ("larq_poke.zoo.pokebnn", "larq_poke.zoo.bnext")
 def _models() -> Dict[str, Callable]:
     models: Dict[str, Callable] = {}
     for module_name in _FAMILY_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
-        models.update(module.MODELS)
+        models.update(importlib.import_module(module_name).MODELS)
     return models
 
 
