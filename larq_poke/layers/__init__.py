@@ -2,3 +2,4 @@
 
 from larq_poke.layers.shortcuts import ChannelShrink, ChannelTile, ChannelZeroPad, PaddedAveragePool2D
 from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
+from larq_poke.layers.bnext import BNextBinaryConv2D, BNextSign, BNextWeightSign, LearnableBias, ScaleMix, SymmetricMaxPool2D

@@ -11,3 +11,4 @@ larq_poke.zoo.list_models()
 from larq_poke.zoo import weights
 from larq_poke.zoo.pokebnn import PokeBNN
 from larq_poke.zoo.registry import build, list_models
+from larq_poke.zoo.bnext import BNext, BNext18, BNextL, BNextM, BNextS, BNextT

@@ -1,0 +1,129 @@
+"""``larq-poke weights``: the pretrained-weights registry and its cache.
+
+```
+larq-poke weights list [--json]
+larq-poke weights import bnext-t ~/Downloads/bnext_tiny_checkpoint.pth.tar
+```
+
+``import`` pre-seeds the cache from a file downloaded by hand (e.g. on a machine without access
+to the download host). What it does depends on the entry's ``format``: formats with an importer
+(``bnext_torch``: check the checkpoint's structure, convert it to Keras weights and cache those)
+run it; any other format is copied into the cache as is, sha256-checked when pinned.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+__all__ = ["add_subcommand", "IMPORTERS", "READY_PATHS"]
+
+#: format -> "module:function(model, file, variant=...) -> Path" that converts and caches a file.
+IMPORTERS: Dict[str, str] = {
+    "bnext_torch": "larq_poke.zoo.bnext:import_checkpoint",
+}
+
+#: format -> "module:function(entry) -> Path" of the file a model actually loads, when that is not
+#: the downloaded file itself (e.g. converted Keras weights).
+READY_PATHS: Dict[str, str] = {
+    "bnext_torch": "larq_poke.zoo.bnext:converted_weights_path",
+}
+
+
+def _resolve(spec: str) -> Callable:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="list pretrained weights or pre-seed the weights cache",
+        description="Pretrained weights of the zoo models: what exists and the local cache.",
+    )
+    actions = parser.add_subparsers(dest="weights_command", metavar="ACTION")
+    actions.required = True
+
+    list_parser = actions.add_parser("list", help="all registered weights and whether they are cached")
+    list_parser.add_argument("--json", action="store_true", help="print the entries as JSON")
+    list_parser.set_defaults(func=run_list)
+
+    import_parser = actions.add_parser(
+        "import",
+        help="install a manually downloaded weights file into the cache",
+        description=(
+            "Install FILE as the weights of MODEL (e.g. bnext-t) in the cache, as if it had been "
+            "downloaded. Official checkpoints are checked and converted first."
+        ),
+    )
+    import_parser.add_argument("model", metavar="MODEL", help="zoo model name, e.g. bnext-t")
+    import_parser.add_argument("file", metavar="FILE", help="the downloaded file")
+    import_parser.add_argument("--variant", default="imagenet", help="weights variant (default: imagenet)")
+    import_parser.set_defaults(func=run_import)
+
+
+def _registry():
+    from larq_poke.zoo import registry, weights
+
+    registry.list_models()  # imports every family module, which registers its weights
+    return weights
+
+
+def _ready_path(entry) -> Path:
+    weights = _registry()
+    if entry.format in READY_PATHS:
+        return Path(_resolve(READY_PATHS[entry.format])(entry))
+    return weights.cached_path(entry)
+
+
+def run_list(args) -> int:
+    weights = _registry()
+    rows = []
+    for entry in weights.list_weights():
+        ready = _ready_path(entry)
+        row = entry.to_dict()
+        row["cached"] = ready.is_file()
+        row["cache_path"] = str(ready)
+        rows.append(row)
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("No weights registered.")
+        return 0
+    header = ("model", "variant", "top-1", "format", "sha256", "cached", "url")
+    table = [
+        (
+            r["model"],
+            r["variant"],
+            "-" if r["top1"] is None else f"{r['top1']:.1f} %",
+            r["format"],
+            "pinned" if r["sha256"] else "not pinned",
+            "yes" if r["cached"] else "no",
+            r["url"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *table)]
+    for line in (header, *table):
+        print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    print(f"\ncache: {weights.cache_dir()}  (set LARQ_POKE_CACHE to move it)")
+    return 0
+
+
+def run_import(args, variant: Optional[str] = None) -> int:
+    weights = _registry()
+    variant = variant or getattr(args, "variant", "imagenet")
+    entry = weights.get(args.model.lower(), variant)
+    path = os.fspath(args.file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist or is not a file.")
+    if entry.format in IMPORTERS:
+        dest = _resolve(IMPORTERS[entry.format])(entry.model, path, variant=entry.variant)
+    else:
+        dest = weights.install_file(entry, path)
+    print(f"{entry.model}/{entry.variant}: installed {path} -> {dest}")
+    return 0

@@ -1,0 +1,647 @@
+"""Read PyTorch ``torch.save`` files without torch and without executing pickled code.
+
+A ``.pth`` / ``.pth.tar`` file is a pickle whose tensors point at raw storages. Unpickling it with
+:mod:`pickle` (or ``torch.load(weights_only=False)``) may call any importable function the file
+names, e.g. ``os.system``. This reader uses a restricted unpickler instead: every global the file
+references is looked up in a small allowlist of *local* stand-ins (tensor rebuilding, storage
+types, ``collections.OrderedDict``, numeric NumPy scalars / arrays); nothing is ever imported, and
+any other global raises :class:`UnsafeCheckpointError` naming it before anything is called.
+
+Both serialization formats of ``torch.save`` are supported:
+
+* the zip format (torch >= 1.6 default): ``<name>/data.pkl`` plus one zip record per storage;
+* the legacy format (``_use_new_zipfile_serialization=False``): magic number, protocol version,
+  system info, the object pickle, the storage keys and the raw storages, in one stream.
+
+Tensors come back as NumPy arrays (a copy, in native byte order); containers as ``dict`` /
+``OrderedDict`` / ``list`` / ``tuple``. ``bfloat16`` tensors are widened to ``float32``.
+
+```python
+from larq_poke.converters.torch_checkpoint import load_torch_checkpoint
+state = load_torch_checkpoint("bnext_tiny.pth.tar")      # e.g. OrderedDict of np.ndarray
+state["module.fc.weight"].shape                            # (1000, 1024)
+```
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import re
+import struct
+import zipfile
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+__all__ = [
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "load_torch_checkpoint",
+    "is_torch_checkpoint",
+]
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable PyTorch checkpoint (truncated, corrupted or unsupported)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The pickle references a global that is not on the allowlist; nothing was executed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Local stand-ins for the globals a tensor checkpoint may reference.
+
+# torch storage class name -> (numpy dtype, note). bfloat16 has no NumPy dtype: stored as uint16
+# and widened to float32 when the tensor is built.
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128,
+    "UntypedStorage": np.uint8,
+}
+
+# torch dtype attribute name -> numpy dtype (used by _rebuild_tensor_v3 and typed storages).
+_TORCH_DTYPES = {
+    "float32": np.float32,
+    "float": np.float32,
+    "float64": np.float64,
+    "double": np.float64,
+    "float16": np.float16,
+    "half": np.float16,
+    "bfloat16": "bfloat16",
+    "int64": np.int64,
+    "long": np.int64,
+    "int32": np.int32,
+    "int": np.int32,
+    "int16": np.int16,
+    "short": np.int16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+    "complex64": np.complex64,
+    "complex128": np.complex128,
+}
+
+
+class _Frozen:
+    """Base of the shared stand-in objects: a pickle's BUILD step cannot modify them."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise UnsafeCheckpointError(f"the checkpoint tries to modify {self!r}")
+
+    def __setstate__(self, state):
+        raise UnsafeCheckpointError(f"the checkpoint tries to modify {self!r}")
+
+
+class _StorageType(_Frozen):
+    """Stand-in for ``torch.FloatStorage`` & co.: only carries the element type."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _TorchDType(_Frozen):
+    """Stand-in for ``torch.float32`` & co."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _SafeCallable(_Frozen):
+    """Wraps an allowlisted local function or class so the pickle cannot modify it."""
+
+    __slots__ = ("target", "qualname")
+
+    def __init__(self, target, qualname: str):
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "qualname", qualname)
+
+    def __call__(self, *args, **kwargs):
+        return self.target(*args, **kwargs)
+
+    def __repr__(self):
+        return self.qualname
+
+
+def _itemsize(dtype) -> int:
+    return 2 if isinstance(dtype, str) and dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
+class _Storage:
+    """A flat storage: ``data`` is a 1-D NumPy array, or ``None`` until the legacy reader fills it."""
+
+    def __init__(self, key: str, dtype, numel: int, data: Optional[np.ndarray] = None):
+        self.key = key
+        self.dtype = dtype
+        self.numel = numel
+        self.data = data
+
+
+class _StorageView:
+    """A legacy-format view into another storage (offset and size in elements)."""
+
+    def __init__(self, root: _Storage, offset: int, size: int):
+        self.root = root
+        self.offset = offset
+        self.size = size
+
+
+class _PendingTensor:
+    """A tensor whose storage is not read yet (legacy format); resolved after unpickling."""
+
+    def __init__(self, storage, offset, size, stride, dtype):
+        self.storage = storage
+        self.offset = offset
+        self.size = size
+        self.stride = stride
+        self.dtype = dtype
+
+
+def _as_index_tuple(value, what: str):
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise CheckpointError(f"malformed tensor {what} {value!r}")
+    return tuple(value)
+
+
+def _materialize(storage, offset: int, size, stride, dtype) -> np.ndarray:
+    """Build the array for a strided view of ``storage``; bounds-checked against its numel."""
+    view_offset = 0
+    if isinstance(storage, _StorageView):
+        view_offset = storage.offset
+        limit = storage.size
+        root = storage.root
+    else:
+        limit = storage.numel
+        root = storage
+    if root.data is None:
+        raise CheckpointError(f"storage {root.key!r} was never written to the file")
+    numel = int(np.prod(size, dtype=np.int64)) if size else 1
+    if numel:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if offset < 0 or last >= limit or view_offset + last >= root.data.size:
+            raise CheckpointError(
+                f"tensor of shape {tuple(size)} reads past the end of storage {root.key!r} "
+                f"({limit} elements); the file is corrupted"
+            )
+    flat = root.data[view_offset + offset :]
+    if numel == 0:
+        array = np.zeros(size, dtype=flat.dtype)
+    else:
+        array = np.lib.stride_tricks.as_strided(
+            flat, shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
+        )
+        array = np.array(array)  # own, contiguous copy
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, dtype=None):
+    if not isinstance(storage, (_Storage, _StorageView)):
+        raise CheckpointError(f"tensor refers to {type(storage).__name__}, not a storage")
+    if not isinstance(storage_offset, int):
+        raise CheckpointError(f"malformed tensor offset {storage_offset!r}")
+    size = _as_index_tuple(size, "size")
+    stride = _as_index_tuple(stride, "stride")
+    if len(size) != len(stride):
+        raise CheckpointError(f"tensor size {size} and stride {stride} do not match")
+    root = storage.root if isinstance(storage, _StorageView) else storage
+    dtype = dtype if dtype is not None else root.dtype
+    if root.data is None:
+        return _PendingTensor(storage, storage_offset, size, stride, dtype)
+    return _materialize(storage, storage_offset, size, stride, dtype)
+
+
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
+    return _rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v3(
+    storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None
+):
+    if not isinstance(dtype, _TorchDType):
+        raise CheckpointError(f"malformed tensor dtype {dtype!r}")
+    if not isinstance(storage, (_Storage, _StorageView)):
+        raise CheckpointError(f"tensor refers to {type(storage).__name__}, not a storage")
+    root = storage.root if isinstance(storage, _StorageView) else storage
+    if root.dtype is not np.uint8 and root.dtype != dtype.dtype:
+        raise CheckpointError("tensor dtype does not match its storage")
+    if root.dtype is np.uint8 and dtype.dtype is not np.uint8:
+        # An untyped (byte) storage reinterpreted with the tensor's dtype.
+        itemsize = _itemsize(dtype.dtype)
+        if root.data is not None:
+            if root.data.size % itemsize:
+                raise CheckpointError(f"storage {root.key!r} size is not a multiple of {itemsize}")
+            view_dtype = np.uint16 if dtype.dtype == "bfloat16" else dtype.dtype
+            root = _Storage(root.key, dtype.dtype, root.numel // itemsize, root.data.view(view_dtype))
+        else:
+            raise CheckpointError("untyped storages are not supported in the legacy format")
+        storage = root
+    return _rebuild_tensor(storage, storage_offset, size, stride, dtype.dtype)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+    return data
+
+
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    return data
+
+
+class _ParameterType:
+    """Stand-in for ``torch.nn.Parameter`` (only used as a tag by ``_rebuild_from_type_v2``)."""
+
+
+_SAFE_REBUILDERS = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter, _rebuild_parameter_with_state)
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    func = getattr(func, "target", None)
+    new_type = getattr(new_type, "target", None)
+    if func not in _SAFE_REBUILDERS or new_type is not _ParameterType or not isinstance(args, tuple):
+        raise UnsafeCheckpointError("tensor subclass rebuild with an unexpected function or type")
+    return func(*args)
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    # Protocol-2 pickles store ``bytes`` as ``_codecs.encode(str, "latin1")``.
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeCheckpointError(f"_codecs.encode called with {type(text).__name__}, {encoding!r}")
+    return text.encode("latin1")
+
+
+_NUMERIC_DTYPE = re.compile(r"^[<>=|]?(b1|[iu][1248]|f[248]|c(8|16)|\?)$")
+
+
+class _NumpyDType:
+    """Stand-in for ``numpy.dtype``: numeric dtypes only; the byte order comes from its state."""
+
+    def __init__(self, name, align=False, copy=False):
+        if not isinstance(name, str) or not _NUMERIC_DTYPE.match(name):
+            raise UnsafeCheckpointError(f"numpy.dtype({name!r}) is not a plain numeric dtype")
+        self.name = name
+        self.byteorder = "="
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "=", "|"):
+            self.byteorder = state[1]
+
+    def resolve(self) -> np.dtype:
+        dtype = np.dtype(self.name)
+        return dtype.newbyteorder(self.byteorder) if self.byteorder in "<>" else dtype
+
+
+def _numpy_scalar(dtype, data=None):
+    if not isinstance(dtype, _NumpyDType) or not isinstance(data, bytes):
+        raise UnsafeCheckpointError("numpy scalar with an unsupported dtype or payload")
+    resolved = dtype.resolve()
+    if len(data) != resolved.itemsize:
+        raise CheckpointError("numpy scalar payload has the wrong size")
+    return np.frombuffer(data, dtype=resolved)[0].astype(resolved.newbyteorder("="))
+
+
+class _NumpyArrayBuilder:
+    """Stand-in for ``numpy.core.multiarray._reconstruct``; filled by the pickle's BUILD step."""
+
+    def __init__(self, cls=None, shape=None, typecode=None):
+        if getattr(cls, "target", None) is not _NumpyNDArrayType:
+            raise UnsafeCheckpointError("numpy array reconstruction of an unexpected class")
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise CheckpointError("malformed numpy array state")
+        _, shape, dtype, is_fortran, raw = state
+        if not isinstance(dtype, _NumpyDType) or not isinstance(raw, bytes):
+            raise UnsafeCheckpointError("numpy array with a non-numeric dtype")
+        shape = _as_index_tuple(shape, "numpy shape")
+        resolved = dtype.resolve()
+        if len(raw) != int(np.prod(shape, dtype=np.int64)) * resolved.itemsize:
+            raise CheckpointError("numpy array payload has the wrong size")
+        array = np.frombuffer(raw, dtype=resolved).reshape(shape, order="F" if is_fortran else "C")
+        self.array = np.array(array, dtype=resolved.newbyteorder("="))
+
+
+class _NumpyNDArrayType:
+    """Stand-in for ``numpy.ndarray`` (only used as a tag)."""
+
+
+def _torch_size(*args):
+    return tuple(*args)
+
+
+_ALLOWED_GLOBALS: Dict[tuple, Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch.nn.parameter", "Parameter"): _ParameterType,
+    ("torch", "Size"): _torch_size,
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): _NumpyDType,
+    ("numpy", "ndarray"): _NumpyNDArrayType,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _NumpyArrayBuilder,
+    ("numpy._core.multiarray", "_reconstruct"): _NumpyArrayBuilder,
+}
+_ALLOWED_GLOBALS = {key: _SafeCallable(value, ".".join(key)) for key, value in _ALLOWED_GLOBALS.items()}
+for _name, _dtype in _STORAGE_DTYPES.items():
+    _ALLOWED_GLOBALS[("torch", _name)] = _StorageType(_name, _dtype)
+for _name, _dtype in _TORCH_DTYPES.items():
+    _ALLOWED_GLOBALS[("torch", _name)] = _TorchDType(_name, _dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# The restricted unpickler.
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves globals only from ``_ALLOWED_GLOBALS``; storages through ``load_storage``."""
+
+    def __init__(self, stream, load_storage, source: str):
+        super().__init__(stream)
+        self._load_storage = load_storage
+        self._source = source
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except (KeyError, TypeError):
+            raise UnsafeCheckpointError(
+                f"{self._source}: refusing to load the global '{module}.{name}'. Only tensors, "
+                "storages, OrderedDict and numeric NumPy values are allowed in a weights "
+                "checkpoint; this file may contain code. Nothing was executed."
+            ) from None
+
+    def persistent_load(self, pid):
+        return self._load_storage(pid)
+
+
+def _unpickle(stream, load_storage, source: str):
+    try:
+        return _RestrictedUnpickler(stream, load_storage, source).load()
+    except CheckpointError:
+        raise
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        struct.error,
+    ) as err:
+        raise CheckpointError(
+            f"{source}: corrupted or truncated pickle ({type(err).__name__}: {err})"
+        ) from err
+
+
+def _resolve(obj, memo=None):
+    """Replace pending tensors / NumPy builders inside nested containers by arrays."""
+    if memo is None:
+        memo = {}
+    if id(obj) in memo:
+        return memo[id(obj)]
+    if isinstance(obj, _PendingTensor):
+        result = _materialize(obj.storage, obj.offset, obj.size, obj.stride, obj.dtype)
+    elif isinstance(obj, _NumpyArrayBuilder):
+        if obj.array is None:
+            raise CheckpointError("numpy array without data")
+        result = obj.array
+    elif isinstance(obj, (_Storage, _StorageView, _StorageType, _TorchDType, _NumpyDType)):
+        raise CheckpointError(f"bare {type(obj).__name__.strip('_')} objects are not supported")
+    elif isinstance(obj, dict):
+        result = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
+        memo[id(obj)] = result
+        for key, value in obj.items():
+            result[_resolve(key, memo)] = _resolve(value, memo)
+        if hasattr(obj, "__dict__") and isinstance(obj, collections.OrderedDict):
+            result.__dict__.update(obj.__dict__)  # e.g. torch's state_dict `_metadata`
+        return result
+    elif isinstance(obj, list):
+        result = []
+        memo[id(obj)] = result
+        result.extend(_resolve(v, memo) for v in obj)
+        return result
+    elif isinstance(obj, tuple):
+        result = tuple(_resolve(v, memo) for v in obj)
+    else:
+        result = obj
+    memo[id(obj)] = result
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Zip format.
+
+
+def _load_zip(path: str, source: str):
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        raise CheckpointError(
+            f"{source}: not a valid zip archive ({err}); the file is truncated or corrupted"
+        ) from err
+    with archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise CheckpointError(
+                f"{source}: not a PyTorch checkpoint (expected one '<name>/data.pkl' record, "
+                f"found {len(pickles)})"
+            )
+        prefix = pickles[0][: -len("data.pkl")]
+        byteorder = "little"
+        if prefix + "byteorder" in archive.namelist():
+            byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise CheckpointError(f"{source}: unknown byte order {byteorder!r}")
+        storages: Dict[str, _Storage] = {}
+
+        def load_storage(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+                raise CheckpointError(f"{source}: unexpected persistent id {pid!r}")
+            _, storage_type, key, _location, numel = pid
+            if (
+                not isinstance(storage_type, _StorageType)
+                or not isinstance(key, str)
+                or not isinstance(numel, int)
+            ):
+                raise CheckpointError(f"{source}: malformed storage reference {pid!r}")
+            if key in storages:
+                return storages[key]
+            name = f"{prefix}data/{key}"
+            try:
+                raw = archive.read(name)
+            except KeyError:
+                raise CheckpointError(f"{source}: storage record {name!r} is missing") from None
+            except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as err:
+                raise CheckpointError(f"{source}: storage record {name!r} is corrupted ({err})") from err
+            itemsize = _itemsize(storage_type.dtype)
+            if len(raw) != numel * itemsize:
+                raise CheckpointError(
+                    f"{source}: storage {key!r} has {len(raw)} bytes, expected {numel * itemsize}; "
+                    "the file is truncated or corrupted"
+                )
+            np_dtype = np.dtype(np.uint16 if storage_type.dtype == "bfloat16" else storage_type.dtype)
+            np_dtype = np_dtype.newbyteorder("<" if byteorder == "little" else ">")
+            data = np.frombuffer(raw, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
+            storages[key] = _Storage(key, storage_type.dtype, numel, data)
+            return storages[key]
+
+        try:
+            payload = archive.read(pickles[0])
+        except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as err:
+            raise CheckpointError(f"{source}: {pickles[0]!r} is corrupted ({err})") from err
+        return _resolve(_unpickle(io.BytesIO(payload), load_storage, source))
+
+
+try:
+    from zlib import error as zlib_error
+except ImportError:  # pragma: no cover
+    zlib_error = OSError
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy (pre-1.6) format.
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+def _no_storages(pid):
+    raise CheckpointError(f"unexpected persistent id {pid!r} outside the object pickle")
+
+
+def _load_legacy(path: str, source: str):
+    with open(path, "rb") as f:
+        magic = _unpickle(f, _no_storages, source)
+        if magic != _LEGACY_MAGIC:
+            raise CheckpointError(f"{source}: not a PyTorch checkpoint (bad magic number)")
+        protocol = _unpickle(f, _no_storages, source)
+        if protocol != _LEGACY_PROTOCOL:
+            raise CheckpointError(f"{source}: unsupported legacy protocol version {protocol!r}")
+        sys_info = _unpickle(f, _no_storages, source)
+        little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
+        storages: Dict[str, _Storage] = {}
+
+        def load_storage(pid):
+            if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+                raise CheckpointError(f"{source}: unexpected persistent id {pid!r}")
+            _, storage_type, key, _location, numel, view_metadata = pid
+            if not isinstance(storage_type, _StorageType) or not isinstance(numel, int):
+                raise CheckpointError(f"{source}: malformed storage reference {pid!r}")
+            key = str(key)
+            if key not in storages:
+                storages[key] = _Storage(key, storage_type.dtype, numel)
+            root = storages[key]
+            if view_metadata is None:
+                return root
+            _view_key, offset, view_size = view_metadata
+            return _StorageView(root, int(offset), int(view_size))
+
+        obj = _unpickle(f, load_storage, source)
+        keys = _unpickle(f, _no_storages, source)
+        if not isinstance(keys, list):
+            raise CheckpointError(f"{source}: malformed storage key list")
+        for key in keys:
+            key = str(key)
+            if key not in storages:
+                raise CheckpointError(f"{source}: storage {key!r} is listed but never referenced")
+            storage = storages[key]
+            header = f.read(8)
+            if len(header) != 8:
+                raise CheckpointError(f"{source}: truncated before storage {key!r}")
+            (numel,) = struct.unpack("<q" if little else ">q", header)
+            if numel != storage.numel:
+                raise CheckpointError(
+                    f"{source}: storage {key!r} has {numel} elements, expected {storage.numel}"
+                )
+            itemsize = _itemsize(storage.dtype)
+            raw = f.read(numel * itemsize)
+            if len(raw) != numel * itemsize:
+                raise CheckpointError(f"{source}: storage {key!r} is truncated; the file is incomplete")
+            np_dtype = np.dtype(np.uint16 if storage.dtype == "bfloat16" else storage.dtype)
+            np_dtype = np_dtype.newbyteorder("<" if little else ">")
+            storage.data = np.frombuffer(raw, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
+        return _resolve(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API.
+
+
+def is_torch_checkpoint(path) -> bool:
+    """Whether ``path`` looks like a ``torch.save`` file (zip with ``data.pkl`` or legacy pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK"):
+            with zipfile.ZipFile(path) as archive:
+                return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in archive.namelist())
+        return head[:1] == b"\x80"
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_torch_checkpoint(path) -> Any:
+    """Load a ``torch.save`` file into NumPy arrays and plain containers, safely.
+
+    # Arguments
+    path: a ``.pth`` / ``.pth.tar`` / ``.pt`` file in the zip or the legacy format.
+
+    # Returns
+    The saved object with every tensor replaced by a ``numpy.ndarray`` (bfloat16 as float32).
+
+    # Raises
+    UnsafeCheckpointError: the pickle references a global outside the allowlist (e.g.
+        ``os.system``); raised before anything is called.
+    CheckpointError: the file is missing, truncated, corrupted or not a PyTorch checkpoint.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {source}: {err}") from err
+    if not head:
+        raise CheckpointError(f"{source}: the file is empty")
+    if head.startswith(b"PK"):
+        return _load_zip(source, source)
+    if head[:1] == b"\x80":
+        return _load_legacy(source, source)
+    raise CheckpointError(
+        f"{source}: not a PyTorch checkpoint (neither a zip archive nor a pickle; starts with {head!r})"
+    )
