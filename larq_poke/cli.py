@@ -21,6 +21,7 @@ from typing import List, Optional
 _SUBCOMMAND_MODULES = [
     "larq_poke.commands.summary",
     "larq_poke.commands.weights",
+    "larq_poke.commands.bench",
 ]
 
 
