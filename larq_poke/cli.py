@@ -22,6 +22,7 @@ _SUBCOMMAND_MODULES = [
     "larq_poke.commands.summary",
     "larq_poke.commands.weights",
     "larq_poke.commands.bench",
+    "larq_poke.commands.convert",
 ]
 
 

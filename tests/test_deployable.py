@@ -1,0 +1,120 @@
+"""The deployable-rewrite registry (no conversion here; tests/test_lce_convert.py checks that
+convert applies registered rewrites)."""
+
+import pytest
+
+import larq_poke  # noqa: F401
+
+import tensorflow as tf
+
+from larq_poke.converters import deployable as deployable_function
+from larq_poke.converters.deployable import (
+    apply_rewrites,
+    applicable_rewrites,
+    deployable,
+    register_rewrite,
+    registered_rewrites,
+    unregister_rewrite,
+)
+
+
+class Tagged(tf.keras.layers.Layer):
+    def call(self, x):
+        return x
+
+
+class Wrapper(tf.keras.layers.Layer):
+    """A layer that owns a Tagged sublayer (as model-family blocks do)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = Tagged()
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def model_with(layer):
+    inputs = tf.keras.Input((4,))
+    return tf.keras.Model(inputs, layer(inputs))
+
+
+@pytest.fixture(autouse=True)
+def clean_registry():
+    before = [r.name for r in registered_rewrites()]
+    yield
+    for rewrite in registered_rewrites():
+        if rewrite.name not in before:
+            unregister_rewrite(rewrite.name)
+
+
+def test_identity_when_nothing_matches():
+    model = model_with(tf.keras.layers.Dense(2))
+    register_rewrite(Tagged, lambda m: pytest.fail("must not run"), name="tagged")
+    assert deployable(model) is model
+    assert apply_rewrites(model) == (model, [])
+
+
+def test_package_exports_the_function():
+    model = model_with(tf.keras.layers.Dense(2))
+    assert deployable_function(model) is model
+
+
+def test_layer_type_rewrite_runs_once_and_is_reported():
+    model = model_with(Tagged())
+    replacement = model_with(tf.keras.layers.Dense(2))
+    calls = []
+
+    def rewrite(m):
+        calls.append(m)
+        return replacement
+
+    register_rewrite((Tagged,), rewrite, name="tagged")
+    assert applicable_rewrites(model) == ["tagged"]
+    assert apply_rewrites(model) == (replacement, ["tagged"])
+    assert calls == [model]
+
+
+def test_nested_layers_are_found():
+    model = model_with(Wrapper())
+    register_rewrite(Tagged, lambda m: m, name="tagged")
+    assert applicable_rewrites(model) == ["tagged"]
+
+
+def test_predicate_and_decorator_forms_chain_in_order():
+    model = model_with(Tagged())
+    order = []
+
+    @register_rewrite(lambda m: True, name="first")
+    def first(m):
+        order.append("first")
+        return m
+
+    @register_rewrite(Tagged)
+    def second(m):
+        order.append("second")
+        return m
+
+    assert first.__name__ == "first"  # the decorator returns the function
+    assert apply_rewrites(model)[1] == ["first", "second"]
+    assert order == ["first", "second"]
+
+
+def test_registering_a_name_again_replaces_it():
+    register_rewrite(Tagged, lambda m: "old", name="tagged")
+    register_rewrite(Tagged, lambda m: "new", name="tagged")
+    names = [r.name for r in registered_rewrites()]
+    assert names.count("tagged") == 1
+    assert deployable(model_with(Tagged())) == "new"
+
+
+def test_bad_registrations_and_results():
+    with pytest.raises(TypeError):
+        register_rewrite("Tagged", lambda m: m)
+    with pytest.raises(TypeError):
+        register_rewrite([], lambda m: m)
+    with pytest.raises(KeyError):
+        unregister_rewrite("never-registered")
+    register_rewrite(Tagged, lambda m: None, name="broken")
+    with pytest.raises(TypeError, match="returned None"):
+        deployable(model_with(Tagged()))
