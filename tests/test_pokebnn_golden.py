@@ -185,7 +185,7 @@ def test_corrupt_checkpoint_is_rejected(tmp_path):
 @pytest.mark.parametrize("fmt", ["h5", "tf"])
 def test_save_load_round_trip(tmp_path, model, golden, fmt):
     path = str(tmp_path / ("model.h5" if fmt == "h5" else "saved_model"))
-    model.save(path, save_format=fmt)
+    model.save(path, save_format=fmt)  # ZooModel: SavedModel without traces by default
     restored = tf.keras.models.load_model(path)
     np.testing.assert_array_equal(
         restored(golden["input"], training=False).numpy(), model(golden["input"], training=False).numpy()

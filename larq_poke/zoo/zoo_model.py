@@ -29,6 +29,17 @@ class ZooModel(tf.keras.Model):
     ``larq_poke`` has been imported).
     """
 
+    def save(self, filepath, *args, **kwargs):
+        """``tf.keras.Model.save``, with ``save_traces=False`` by default for SavedModel.
+
+        Tracing every layer of a binary network for a SavedModel takes minutes (PokeBNN has
+        about a thousand layers and quantizers). larq-poke's layers are registered Keras
+        serializables, so ``tf.keras.models.load_model`` rebuilds them from their config after
+        ``import larq_poke``; pass ``save_traces=True`` to also store the traced functions.
+        """
+        kwargs.setdefault("save_traces", False)
+        return super().save(filepath, *args, **kwargs)
+
     def summary(self, *args, include_costs: bool = True, float_bits: int = 16, **kwargs):
         super().summary(*args, **kwargs)
         if include_costs:
