@@ -41,14 +41,14 @@ binary 3x3 convs is applied after binarization in both modes, as in the official
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from typing import Optional
 
 import larq as lq
 import tensorflow as tf
 
+from larq_poke.layers.base import quiet_larq_warnings
 from larq_poke.no_autograph import skip_autograph
+from larq_poke.serialization import register_serializable
 
 __all__ = [
     "BNextSign",
@@ -90,9 +90,7 @@ def _register(cls):
     It also opts the class out of AutoGraph (no data-dependent Python control flow in ``call``),
     which makes building the large BNext models several times faster.
     """
-    cls = skip_autograph(cls)
-    cls = tf.keras.utils.register_keras_serializable(package="larq_poke")(cls)
-    return lq.utils.register_keras_custom_object(cls)
+    return register_serializable(skip_autograph(cls))
 
 
 def _check_zero_sign(zero_sign) -> int:
@@ -395,19 +393,6 @@ def _square(value, what: str) -> int:
     return int(value)
 
 
-@contextmanager
-def _quiet_larq():
-    """Larq warns about binary kernels without a constraint; ours have one, but the warning is
-    emitted before Keras resolves the constraint. Keep the build quiet."""
-    logger = logging.getLogger("larq")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 # ------------------------------------------------------------------------------------------------
 # Stock layers with the official settings.
 
@@ -448,7 +433,7 @@ def squeeze_excite(x, name: str, channels: Optional[int] = None):
 def _processor(x, filters: int, kernel_size: int, stride: int, name: str, zero_sign: int):
     """P = PReLU_2(BN_1(BinConv(sign(x + move))))."""
     y = LearnableBias(name=f"{name}.move")(x)
-    with _quiet_larq():
+    with quiet_larq_warnings():
         y = BNextBinaryConv2D(
             filters, kernel_size, strides=stride, zero_sign=zero_sign, name=f"{name}.binary_conv"
         )(y)

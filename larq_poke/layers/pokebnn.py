@@ -21,15 +21,13 @@ y = PokeConv(256, 1, zero_init_bn=True, name="resblock0-3")([y, r1])  # with blo
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 
 import larq as lq
 import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
 
-from larq_poke.layers.base import GraphLayer
+from larq_poke.layers.base import GraphLayer, quiet_larq_warnings
 from larq_poke.no_autograph import without_autograph
 from larq_poke.layers.shortcuts import shortcut_layers
 from larq_poke.quantizers import (
@@ -54,19 +52,6 @@ def batch_norm(name: str, zero_gamma: bool = False) -> tf.keras.layers.BatchNorm
         gamma_initializer="zeros" if zero_gamma else "ones",
         name=name,
     )
-
-
-@contextmanager
-def _quiet_larq():
-    """Silence larq's 'binary quantizer without kernel_constraint' warning: PokeBNN trains its
-    latent weights unconstrained, as the official code does."""
-    logger = logging.getLogger("larq")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @register_serializable
@@ -205,7 +190,7 @@ class PokeConv(GraphLayer):
         else:
             x_shape, r1_shape = tf.TensorShape(input_shape), None
         cin = int(x_shape[-1])
-        with _quiet_larq():
+        with quiet_larq_warnings():
             self.conv = without_autograph(lq.layers.QuantConv2D(
                 self.filters,
                 self.kernel_size,

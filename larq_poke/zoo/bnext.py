@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -447,16 +446,8 @@ def converted_weights_path(entry: weights_registry.WeightsEntry) -> Path:
 
 
 def _save_weights_atomically(model: tf.keras.Model, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part.h5", dir=dest.parent)
-    os.close(fd)
-    try:
+    with weights_registry.atomic_path(dest, suffix=".part.h5") as tmp_name:
         model.save_weights(tmp_name, save_format="h5")
-        os.replace(tmp_name, dest)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
     return dest
 
 

@@ -19,6 +19,7 @@ path = weights.fetch(weights.get("bnext-t", "imagenet"))
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -39,6 +40,7 @@ __all__ = [
     "fetch",
     "sha256_of",
     "install_file",
+    "atomic_path",
 ]
 
 
@@ -135,13 +137,34 @@ def sha256_of(path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _atomic_copy_stream(stream, dest: Path, expected_sha256: Optional[str], label: str) -> Path:
-    """Write ``stream`` to a temporary file next to ``dest``, verify, then rename into place."""
+@contextlib.contextmanager
+def atomic_path(dest, suffix: str = ".part"):
+    """Yield a temporary path next to ``dest``; on success rename it to ``dest`` atomically, on
+    any error delete it, so ``dest`` is either absent, the old file, or complete.
+
+    ```python
+    with atomic_path(cache / "model.h5", suffix=".part.h5") as tmp:
+        model.save_weights(tmp)
+    ```
+    """
+    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as out:
+        yield tmp_name
+        os.replace(tmp_name, dest)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
+def _atomic_copy_stream(stream, dest: Path, expected_sha256: Optional[str], label: str) -> Path:
+    """Write ``stream`` next to ``dest``, verify its sha256, then rename it into place."""
+    digest = hashlib.sha256()
+    with atomic_path(dest) as tmp_name:
+        with open(tmp_name, "wb") as out:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
@@ -151,11 +174,6 @@ def _atomic_copy_stream(stream, dest: Path, expected_sha256: Optional[str], labe
                 f"sha256 mismatch for {label}: expected {expected_sha256}, got {actual}. "
                 "The file is corrupted or is not the registered one; nothing was cached."
             )
-        os.replace(tmp_name, dest)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
     return dest
 
 
