@@ -14,7 +14,7 @@ from larq_poke.cost import profile
 from larq_poke.zoo import PokeBNN
 
 # ACE at 224x224 computed from the official code (pokebnn.md section 3.2).
-OFFICIAL_ACE_G = {0.5: 1.410, 0.75: 2.588, 1.0: 4.223, 2.0: 15.331}
+OFFICIAL_ACE_G = {0.5: 1.410, 0.75: 2.588, 1.0: 4.223, 1.5: 8.863, 2.0: 15.331}
 OFFICIAL_TRAINABLE_PARAMS_M = {0.5: 7.21, 0.75: 15.37, 1.0: 26.57, 2.0: 101.7}
 
 
@@ -24,8 +24,9 @@ def test_pokebnn_ace_matches_official(width):
     report = profile(PokeBNN(width))
     totals = report.totals
     assert round(totals["ace"] / 1e9, 3) == OFFICIAL_ACE_G[width]
-    digits = 1 if width == 2.0 else 2
-    assert round(totals["trainable_params"] / 1e6, digits) == OFFICIAL_TRAINABLE_PARAMS_M[width]
+    if width in OFFICIAL_TRAINABLE_PARAMS_M:
+        digits = 1 if width == 2.0 else 2
+        assert round(totals["trainable_params"] / 1e6, digits) == OFFICIAL_TRAINABLE_PARAMS_M[width]
     assert sum(r.lce_binary for r in report.layers) == 48
     if width == 1.0:  # pinned exactly by the official pokebnn_test.py
         dense = sum(r.ace for r in report.layers if r.name == "dense")
