@@ -108,30 +108,29 @@ class _Frozen:
         raise UnsafeCheckpointError(f"the checkpoint tries to modify {self!r}")
 
 
-class _StorageType(_Frozen):
+class _NamedDType(_Frozen):
+    """A torch type name with the numpy element type it stands for."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+class _StorageType(_NamedDType):
     """Stand-in for ``torch.FloatStorage`` & co.: only carries the element type."""
 
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "dtype", dtype)
-
-    def __repr__(self):
-        return f"torch.{self.name}"
+    __slots__ = ()
 
 
-class _TorchDType(_Frozen):
+class _TorchDType(_NamedDType):
     """Stand-in for ``torch.float32`` & co."""
 
-    __slots__ = ("name", "dtype")
-
-    def __init__(self, name: str, dtype):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "dtype", dtype)
-
-    def __repr__(self):
-        return f"torch.{self.name}"
+    __slots__ = ()
 
 
 class _SafeCallable(_Frozen):
