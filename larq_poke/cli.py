@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES = [
     "larq_poke.commands.weights",
     "larq_poke.commands.bench",
     "larq_poke.commands.convert",
+    "larq_poke.commands.deploy",
 ]
 
 

@@ -154,15 +154,31 @@ def applicable_rewrites(model) -> List[str]:
     return [rewrite.name for rewrite in _REGISTRY if rewrite.applies(model)]
 
 
-def apply_rewrites(model) -> Tuple[object, List[str]]:
+def _accepted_options(fn, options: dict) -> dict:
+    """The subset of ``options`` that ``fn`` takes as keyword arguments."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in parameters}
+
+
+def apply_rewrites(model, **options) -> Tuple[object, List[str]]:
     """Apply every matching rewrite once, in registration order, each to the previous result.
+
+    ``options`` (e.g. ``int8=True``, ``calibration_inputs=...`` from the converter) are passed
+    to the rewrite functions that accept them as keyword arguments.
 
     Returns the (possibly unchanged) model and the names of the rewrites that ran.
     """
     applied = []
     for rewrite in list(_REGISTRY):
         if rewrite.applies(model):
-            result = rewrite.fn(model)
+            result = rewrite.fn(model, **_accepted_options(rewrite.fn, options))
             if result is None:
                 raise TypeError(f"rewrite {rewrite.name!r} returned None instead of a model")
             model = result
@@ -170,6 +186,9 @@ def apply_rewrites(model) -> Tuple[object, List[str]]:
     return model, applied
 
 
-def deployable(model):
-    """The LCE-friendly equivalent of ``model``: ``model`` itself when no rewrite applies."""
-    return apply_rewrites(model)[0]
+def deployable(model, **options):
+    """The LCE-friendly equivalent of ``model``: ``model`` itself when no rewrite applies.
+
+    ``options`` go to the rewrites that accept them (``int8=True`` for int8 fake-quant forms).
+    """
+    return apply_rewrites(model, **options)[0]

@@ -163,7 +163,7 @@ def convert(
         raise ValueError(f"model {model.name!r} is not built; call it on an input first")
 
     original = model
-    model, rewrites = apply_rewrites(model)
+    model, rewrites = apply_rewrites(model, int8=int8, calibration_inputs=sample_inputs)
     if rewrites:
         logger.info("applied deployable rewrites: %s", ", ".join(rewrites))
 

@@ -1,0 +1,71 @@
+"""Models for the deployment benchmarks: zoo models with non-trivial random parameters.
+
+No ImageNet-trained PokeBNN is published, and latency, op census and file size do not depend on
+trained values, but *trivial* values do change what the converter emits (a zero BN gamma makes a
+binary conv's multiplier 0; -1 activation bounds mean "not quantized"). So every parameter gets a
+seeded non-trivial random value and PokeBNN's activation bounds are calibrated on random images
+the way the official training sets them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
+
+
+def randomize(model, seed: int = 0):
+    """Give every weight of ``model`` a seeded, non-trivial value (in place); returns it."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        name, shape = weight.name, tuple(weight.shape)
+        if "bounds" in name or "temperature" in name:
+            continue
+        if "moving_variance" in name:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "gamma" in name:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif any(key in name for key in ("moving_mean", "beta", "bias")):
+            value = rng.normal(0.0, 0.2, shape)
+        elif "pos_slope" in name:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif "neg_slope" in name or "alpha" in name:
+            value = rng.uniform(0.0, 0.5, shape)
+        elif "scale" in name and len(shape) <= 1:
+            value = rng.uniform(0.2, 0.8, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            value = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+        weight.assign(value.astype(np.float32))
+    return model
+
+
+def images(count: int, size: int = 224, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, size, size, 3)).astype(np.float32)
+
+
+def pokebnn(width: float = 1.0, size: int = 224, seed: int = 0):
+    """PokeBNN with random parameters and activation bounds calibrated on random images."""
+    from larq_poke.converters.pokebnn_deploy import calibrate_activation_bounds
+    from larq_poke.zoo import PokeBNN
+
+    model = randomize(PokeBNN(width, input_shape=(size, size, 3)), seed)
+    calibrate_activation_bounds(model, images(4, size))
+    return model
+
+
+def bnext_t(size: int = 224, seed: int = 0):
+    from larq_poke.zoo import BNextT
+
+    return randomize(BNextT(input_shape=(size, size, 3)), seed)
+
+
+def quicknet(size: int = 224, seed: int = 0):
+    import larq_zoo
+
+    return randomize(larq_zoo.sota.QuickNet(weights=None, input_shape=(size, size, 3)), seed)

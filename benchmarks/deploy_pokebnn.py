@@ -1,0 +1,84 @@
+"""Deployable PokeBNN-1.0x (224x224) with LCE: census, float glue per PokeConv, conversion time,
+float and int8 file sizes against the storable packed size; BNext-T the same way.
+
+    python benchmarks/deploy_pokebnn.py [--width 1.0] [--size 224] [--skip-bnext]
+
+Targets (issue "LCE deployment pipeline"): 48/48 binary convs -> LceBconv2d, no LceDequantize,
+no TILE / TRANSPOSE / GREATER / SELECT_V2, <= 6 full-resolution float elementwise ops per
+PokeConv on average, conversion <= 90 s, int8 file <= 1.15 x the packed size.
+Slow (minutes); not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import common
+
+FORBIDDEN = ("TILE", "TRANSPOSE", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2")
+
+
+def describe(label: str, model, result, seconds: float) -> dict:
+    from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
+
+    report = result.report
+    glue = full_resolution_elementwise_ops(result.model_info)
+    fused = sum(1 for fate in report.binary_layers if fate.fused)
+    forbidden = {op: report.op_counts[op] for op in FORBIDDEN if op in report.op_counts}
+    size, packed = report.size_bytes, report.packed_size_bytes
+    print(f"--- {label}: {model.name}")
+    print(f"  rewrites: {report.rewrites or 'none'}; precision: {report.precision}")
+    print(f"  binary layers -> LceBconv2d: {fused}/{len(report.binary_layers)}; "
+          f"LceBconv2d ops: {report.op_counts.get('LceBconv2d', 0)}; "
+          f"LceDequantize: {report.lce_dequantize}; forbidden ops: {forbidden or 'none'}")
+    print(f"  total ops: {sum(report.op_counts.values())}; census: {report.op_counts}")
+    print(f"  full-resolution elementwise ops: {glue['total']} {glue['counts']} = "
+          f"{glue['per_binary_conv']:.2f} per binary conv")
+    print(f"  conversion: {report.conversion_seconds:.1f} s in LCE, {seconds:.1f} s with "
+          "rewrite + census + parity")
+    print(f"  size: {size / 1e6:.2f} MB; packed {packed / 1e6:.2f} MB; "
+          f"file / packed = {size / packed:.3f}")
+    parity = report.parity
+    if parity.checked:
+        print(f"  parity vs the original Keras model ({parity.num_samples} random images): "
+              f"max |diff| {parity.max_abs_diff:.3g} (max |logit| {parity.max_abs_reference:.3g}), "
+              f"top-1 agreement {parity.top1_agreement:.0%}")
+    return {"fused": fused, "per_conv": glue["per_binary_conv"], "size": size, "packed": packed,
+            "seconds": report.conversion_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--skip-bnext", action="store_true")
+    args = parser.parse_args()
+
+    from larq_poke.converters import convert
+
+    samples = common.images(2, args.size, seed=5)
+    model = common.pokebnn(args.width, args.size)
+    start = time.perf_counter()
+    result = convert(model, sample_inputs=samples)
+    fp = describe("PokeBNN float32", model, result, time.perf_counter() - start)
+    start = time.perf_counter()
+    result8 = convert(model, int8=True, sample_inputs=samples)
+    q8 = describe("PokeBNN int8", model, result8, time.perf_counter() - start)
+    line = (f"pokebnn: bconv={fp['fused']}/48 per_pokeconv={fp['per_conv']:.2f} "
+            f"convert_s={fp['seconds']:.1f} float_mb={fp['size'] / 1e6:.2f} "
+            f"int8_mb={q8['size'] / 1e6:.2f} packed_mb={q8['packed'] / 1e6:.2f} "
+            f"int8_over_packed={q8['size'] / q8['packed']:.3f}")
+    if not args.skip_bnext:
+        bnext = common.bnext_t(args.size)
+        start = time.perf_counter()
+        result_b = convert(bnext, sample_inputs=samples)
+        b = describe("BNext-T float32", bnext, result_b, time.perf_counter() - start)
+        line += (f" | bnext_t: bconv={b['fused']} per_conv={b['per_conv']:.2f} "
+                 f"convert_s={b['seconds']:.1f} float_mb={b['size'] / 1e6:.2f} "
+                 f"packed_mb={b['packed'] / 1e6:.2f}")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

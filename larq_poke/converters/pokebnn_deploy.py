@@ -1,0 +1,830 @@
+r"""PokeBNN in the form the Larq Compute Engine optimises: the deployable rewrite.
+
+PokeBNN as trained (:mod:`larq_poke.layers.pokebnn`) binarizes activations to ±1.5 and weights to
+±max|w|/2, lowers DPReLU to GREATER / SELECT, tiles channels with TILE and computes its learned
+activation quantizers with ``tf.where``. LCE recognises none of that. This module registers a
+rewrite (:func:`pokebnn_deployable`, applied by :func:`larq_poke.converters.convert`) into a
+numerically equivalent model built from ops LCE fuses or TFLite runs natively.
+
+**The PokeConv** (input ``x``, optional block input ``r1``; BN_a with scale ``g_a`` =
+γ/√(σ²+ε), DPReLU parameters ``b_x, b_y, α_+, α_-``, SE gate ``s``, BN_b with scale ``g_b``
+and shift ``h_b``):
+
+* binary conv: ``±1.5 · ±(max_c|w| + ε)/2 = a_c · (sign x ⊛ sign w)`` with
+  ``a_c = 1.5 · (max_c|w| + ε) / 2``. The conv becomes a ``QuantConv2D`` with ``ste_sign`` on
+  both input and ±1 kernel (sign(0) = +1, as PokeBNN's quantizer) and ``pad_values=0``: padded
+  positions contribute 0 in both forms, so the folding is exact;
+* ``C · (a_c g_a) + (β_a − μ_a g_a − b_x)``: one per-channel affine directly on the conv output,
+  which LCE folds into the ``LceBconv2d`` output transform. DPReLU's input shift ``b_x`` joins it
+  because the shortcut additions commute with it;
+* ``z = that + shortcut(x) [+ shortcut(r1)]``: one ADD (two with the block shortcut);
+* DPReLU: ``(z ≥ 0 ? α_+ : α_-)·z − b_y = α_+ · PReLU(z, α_-/α_+) − b_y`` for any α_+ ≠ 0
+  (the factor α_+ is applied after the PReLU, so its sign does not matter; α_+ = 0 is replaced
+  by a sign-preserving 1e-20, exact to float precision): one PRELU;
+* SE multiply and BN_b merged: ``BN_b(s · DPReLU(z)) = A · PReLU(z, α_-/α_+) + B`` with
+  ``A = (g_b α_+) · s`` and ``B = h_b − (g_b b_y) · s`` computed on the 1×1 gate: one MUL and
+  one ADD at full resolution.
+
+That is 4 full-resolution float elementwise ops per PokeConv (5 with a block shortcut), 13/3 on
+average. **Lower bound.** A PokeConv's output has to be materialised (it feeds the next sign, the
+next shortcut and the next SE): the shortcut needs an ADD (the conv's output transform adds only
+constants), DPReLU a PRELU (the only non-linearity), and the output depends on the per-sample
+gate both multiplicatively (``A``) and additively (``B``, because b_y is shifted *before* the
+gate multiply) — neither can be folded into a constant transform, and TFLite has no fused
+multiply-add with tensor operands. Hence 4 per PokeConv, 5 where a second residual is added: the
+form here is at the minimum.
+
+**Shortcut reshapes** without TILE / TRANSPOSE / SELECT: channel tiling is a CONCATENATION of
+copies; zero-padding channels is PAD; averaging k consecutive channels is RESHAPE + MEAN (a
+SLICE for k = 1); the counting 3×3/2 average pool is PAD + AVERAGE_POOL_2D VALID (divisor 9
+everywhere), applied *before* a tile or zero-pad (they commute; fewer channels to pool).
+
+**Stem, SE, head.** Multi-bit weights are quantized once at rewrite time (constants on the
+model's own 8-bit / 4-bit grids); the learned per-channel activation quantizers become the same
+arithmetic on plain ops (MUL, MINIMUM, MAXIMUM, FLOOR, DIV), with channels whose bound is still
+the −1 sentinel passed through. Global pooling is ``AVERAGE_POOL_2D`` over the full map (the
+larq-zoo form) and the classifier a 1×1 ``CONV_2D``; BN after the stem convs is folded into them.
+
+LCE 0.16's optimised kernels compute same-zero 3×3 convs wrongly on maps smaller than 3 pixels;
+those convs (small inputs only) use same-one padding plus an exact constant correction.
+
+**int8** (``pokebnn_deployable(model, int8=True)``, used by ``convert(model, int8=True)``):
+fake-quant ops derived from the model's own quantizers make TFLite emit int8 ops for the stem
+convs, every SE and the classifier; see :func:`pokebnn_deployable` for how the ranges are chosen.
+
+```python
+from larq_poke.converters.pokebnn_deploy import pokebnn_deployable
+deployable_model = pokebnn_deployable(model)          # float32, numerically equivalent
+convert(model)                                         # applies it automatically
+```
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from larq_poke.converters.deployable import register_rewrite
+from larq_poke.converters.lce import QuantizationInfoError
+from larq_poke.layers.base import GraphLayer
+from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
+from larq_poke.layers.shortcuts import (
+    ChannelShrink,
+    ChannelTile,
+    ChannelZeroPad,
+    PaddedAveragePool2D,
+)
+from larq_poke.no_autograph import without_autograph
+from larq_poke.quantizers import (
+    EPS,
+    SignedActivationQuantizer,
+    SignedWeightQuantizer,
+    UnsignedActivationQuantizer,
+)
+
+__all__ = [
+    "pokebnn_deployable",
+    "DeployablePokeConv",
+    "DeployablePokeInit",
+    "DeployableHead",
+    "FullMapAveragePool",
+    "MissingQuantizationInfoError",
+    "calibrate_activation_bounds",
+    "full_resolution_elementwise_ops",
+]
+
+# A DPReLU positive slope of exactly 0 is replaced by this (sign kept) so that
+# alpha_+ * PReLU(z, alpha_- / alpha_+) stays finite; the error is 1e-20 * |z|.
+_TINY_SLOPE = 1e-20
+
+
+class MissingQuantizationInfoError(QuantizationInfoError):
+    """int8 was requested but a multi-bit activation quantizer is uncalibrated (bounds = -1)."""
+
+
+# --- numpy helpers ------------------------------------------------------------------------------
+def _np(variable) -> np.ndarray:
+    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
+
+
+def _bn_affine(bn) -> "tuple[np.ndarray, np.ndarray]":
+    """Inference BN as ``x * scale + shift`` (Keras' own formula)."""
+    gamma = _np(bn.gamma) if bn.scale else 1.0
+    beta = _np(bn.beta) if bn.center else 0.0
+    inv = (1.0 / np.sqrt(_np(bn.moving_variance) + np.float32(bn.epsilon))).astype(np.float32)
+    scale = (inv * gamma).astype(np.float32)
+    shift = (beta - _np(bn.moving_mean) * scale).astype(np.float32)
+    return scale, np.broadcast_to(shift, scale.shape).astype(np.float32)
+
+
+def _quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np.ndarray:
+    quantizer = getattr(layer, attribute)
+    kernel = getattr(layer, weight)
+    return np.asarray(quantizer(kernel), np.float32) if quantizer is not None else _np(kernel)
+
+
+def _dprelu_terms(dprelu: DPReLU):
+    pos = _np(dprelu.pos_slope).copy()
+    tiny = np.abs(pos) < _TINY_SLOPE
+    pos[tiny] = np.where(pos[tiny] < 0, -_TINY_SLOPE, _TINY_SLOPE)
+    alpha = (_np(dprelu.neg_slope) / pos).astype(np.float32)
+    return _np(dprelu.bias_x), pos, alpha, _np(dprelu.bias_y)
+
+
+# --- activation quantizers as plain ops ---------------------------------------------------------
+class _ActivationQuant:
+    """A learned per-channel activation quantizer of PokeBNN, as TFLite-native arithmetic.
+
+    Float mode reproduces the official fake quantization exactly (same float32 scale, round
+    half up, division by the scale); channels whose bound is negative (the -1 sentinel) pass
+    through. int8 mode emits one per-tensor ``fake_quant_with_min_max_vars`` (see
+    :func:`pokebnn_deployable`).
+    """
+
+    def __init__(self, quantizer, name: str):
+        self.name = name
+        self.bits = int(quantizer.bits)
+        self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
+        if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
+            raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
+        self.bounds = _np(quantizer.bounds)
+        self.active = self.bounds >= 0
+        safe = np.where(self.active, self.bounds, 1.0).astype(np.float32)
+        if self.unsigned:
+            self.scale = (np.float32(2.0**self.bits) / (safe + np.float32(EPS))).astype(np.float32)
+        else:
+            levels = np.float32(2.0 ** (self.bits - 1) - 1.0)
+            self.scale = (levels / (safe + np.float32(EPS))).astype(np.float32)
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.active.all())
+
+    def float_call(self, x):
+        if not self.active.any():
+            return x
+        scale = tf.constant(self.scale)
+        if self.unsigned:
+            top = 2.0**self.bits - 1.0
+            q = tf.clip_by_value(tf.floor(x * scale), 0.0, top) / scale
+        else:
+            levels = 2.0 ** (self.bits - 1) - 1.0
+            q = tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5) / scale
+        if self.active.all():
+            return q
+        mask = tf.constant(self.active.astype(np.float32))
+        return q * mask + x * (1.0 - mask)
+
+    def int8_range(self) -> "tuple[float, float]":
+        """Per-tensor range covering every channel's clipping range (the int8 grid is
+        per-tensor in TFLite)."""
+        if not self.calibrated:
+            raise MissingQuantizationInfoError(
+                f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
+                "(uncalibrated), so the model carries no quantization information for int8. "
+                "Calibrate the bounds (training past the bound update step, or "
+                "larq_poke.converters.pokebnn_deploy.calibrate_activation_bounds) first."
+            )
+        top = float(np.max(self.bounds + np.float32(EPS)))
+        if self.unsigned:
+            return 0.0, top * (2.0**self.bits - 1.0) / 2.0**self.bits
+        return -top, top
+
+
+def _fake_quant(x, low: float, high: float):
+    return tf.quantization.fake_quant_with_min_max_vars(
+        x, min=float(low), max=float(high), num_bits=8, narrow_range=False
+    )
+
+
+def _fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
+    """Symmetric per-output-channel int8 fake quant of a constant kernel (TFLite's weight
+    scheme), with the range the model's own weight quantizer uses: max|w| per channel."""
+    moved = np.moveaxis(kernel, channel_axis, -1)
+    bound = np.max(np.abs(moved.reshape(-1, moved.shape[-1])), axis=0)
+    bound = np.maximum(bound, 1e-12).astype(np.float32)
+    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        tf.constant(moved), min=-bound, max=bound, num_bits=8, narrow_range=True
+    )
+    if channel_axis in (-1, kernel.ndim - 1):
+        return quantized
+    perm = list(range(kernel.ndim))
+    perm.insert(channel_axis % kernel.ndim, perm.pop(-1))
+    return tf.transpose(quantized, perm)
+
+
+# --- layers ------------------------------------------------------------------------------------
+class FullMapAveragePool(GraphLayer):
+    """Mean over H and W as one AVERAGE_POOL_2D over the whole map (larq-zoo's global pool),
+    output (N, 1, 1, C) or, with ``flatten=True``, (N, C)."""
+
+    def __init__(self, flatten: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.flatten = bool(flatten)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is None or w is None:
+            pooled = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
+        else:
+            pooled = tf.nn.avg_pool2d(inputs, (h, w), (h, w), "VALID")
+        if self.flatten:
+            return tf.reshape(pooled, [-1, inputs.shape[-1]])
+        return pooled
+
+    def get_config(self):
+        return {**super().get_config(), "flatten": self.flatten}
+
+
+class _ConvSpec:
+    def __init__(self, filters, kernel_size, strides, padding):
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.padding = padding
+
+
+class _ShortcutPlan:
+    """One PokeBNN shortcut (a list of shortcut layers) as TFLite-native ops."""
+
+    def __init__(self, layers: Sequence):
+        self.shrink = self.zeropad = self.tile = None
+        self.pool = False
+        for layer in layers:  # built shortcut layers
+            if isinstance(layer, ChannelShrink):
+                self.shrink = (layer.channels, layer.group)
+            elif isinstance(layer, ChannelZeroPad):
+                self.zeropad = layer.extra
+            elif isinstance(layer, ChannelTile):
+                self.tile = layer.repeats
+            elif isinstance(layer, PaddedAveragePool2D):
+                self.pool = True
+            else:
+                raise TypeError(f"unsupported shortcut layer {type(layer).__name__}")
+
+    @staticmethod
+    def _pool(x):
+        paddings = [[0, 0]]
+        for axis in (1, 2):
+            n = int(x.shape[axis])
+            out = (n + 1) // 2
+            total = max((out - 1) * 2 + 3 - n, 0)
+            paddings.append([total // 2, total - total // 2])
+        paddings.append([0, 0])
+        return tf.nn.avg_pool2d(tf.pad(x, paddings), 3, 2, "VALID")
+
+    def __call__(self, x):
+        if self.shrink is not None:  # shrink first (fewer channels to pool)
+            channels, group = self.shrink
+            kept = x[..., : channels * group] if x.shape[-1] != channels * group else x
+            if group == 1:
+                x = kept
+            else:
+                h, w = int(x.shape[1]), int(x.shape[2])
+                grouped = tf.reshape(kept, [-1, h * w, channels, group])
+                x = tf.reshape(tf.reduce_mean(grouped, axis=-1), [-1, h, w, channels])
+        if self.pool:  # pool before tile / zero-pad: they commute, and fewer channels
+            x = self._pool(x)
+        if self.tile:
+            x = tf.concat([x] * self.tile, axis=-1)
+        if self.zeropad:
+            x = tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.zeropad]])
+        return x
+
+
+def _needs_same_one(conv, x_shape) -> bool:
+    """LCE 0.16's optimised binary kernels (default and indirect BGEMM) compute a SAME
+    zero-padded conv wrongly when the map is smaller than 3 pixels along an axis (measured:
+    3x3 convs on 2x2 maps; the reference kernel is right). Such convs use same-one padding plus
+    an exact constant correction instead. At 224x224 PokeBNN's smallest map is 7x7."""
+    if conv.padding != "same" or max(conv.kernel_size) == 1:
+        return False
+    h, w = x_shape[1], x_shape[2]
+    return h is not None and w is not None and min(int(h), int(w)) < 3
+
+
+def _same_one_correction(sign_kernel: np.ndarray, x_shape, strides) -> np.ndarray:
+    """(1, H', W', C) map of what +1 padding adds to the conv: the sum of the ±1 weights that
+    fall on padded positions (exactly representable, so the correction is exact)."""
+    h, w, cin = int(x_shape[1]), int(x_shape[2]), int(x_shape[3])
+    ones_border = tf.zeros((1, h, w, cin))
+    kh, kw = sign_kernel.shape[:2]
+    paddings = []
+    for n, k, s in ((h, kh, strides[0]), (w, kw, strides[1])):
+        out = -(-n // s)
+        total = max((out - 1) * s + k - n, 0)
+        paddings.append([total // 2, total - total // 2])
+    padded = tf.pad(ones_border, [[0, 0]] + paddings + [[0, 0]], constant_values=1.0)
+    return tf.nn.conv2d(padded, sign_kernel, strides, "VALID").numpy()
+
+
+def _binary_conv(conv, name: str, pad_values: float = 0.0):
+    """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), same-zero padding
+    (``conv`` describes the geometry: filters, kernel_size, strides, padding)."""
+    import logging
+
+    logger = logging.getLogger("larq")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        new = lq.layers.QuantConv2D(
+            conv.filters,
+            conv.kernel_size,
+            strides=conv.strides,
+            padding=conv.padding,
+            pad_values=pad_values,
+            use_bias=False,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            name=name,
+        )
+    finally:
+        logger.setLevel(level)
+    return without_autograph(new)
+
+
+class _SqueezeExcite:
+    """PokeBNN's 4-bit SE with constant quantized weights; ``int8`` adds fake-quant ops."""
+
+    def __init__(self, se: PokeSqueezeExcite, name: str):
+        self.q1 = _ActivationQuant(se.fc1.input_quantizer, f"{name}/fc1 input")
+        self.q2 = _ActivationQuant(se.fc2.input_quantizer, f"{name}/fc2 input")
+        self.w1 = _quantized_kernel(se.fc1)
+        self.b1 = _np(se.fc1.bias)
+        # hard sigmoid clip(v + 3, 0, 6) / 6 = clip(v / 6 + 0.5, 0, 1): fold /6 and +3 into fc2.
+        self.w2 = _quantized_kernel(se.fc2)
+        self.b2 = _np(se.fc2.bias)
+
+    def __call__(self, x, int8: bool):
+        squeezed = _full_map_mean(x)
+        if int8:
+            h = _fake_quant(squeezed, *self.q1.int8_range())
+            h = tf.nn.conv2d(h, _fake_quant_weights(self.w1), 1, "VALID") + self.b1
+            h = tf.nn.relu(h)
+            h = _fake_quant(h, *self.q2.int8_range())
+            v = tf.nn.conv2d(h, _fake_quant_weights(self.w2), 1, "VALID") + self.b2
+            v = _fake_quant(v, -3.0, 3.0)  # hard sigmoid saturates outside [-3, 3]
+            return tf.clip_by_value(v + 3.0, 0.0, 6.0) / 6.0
+        h = self.q1.float_call(squeezed)
+        h = tf.nn.relu(tf.nn.conv2d(h, tf.constant(self.w1), 1, "VALID") + self.b1)
+        h = self.q2.float_call(h)
+        v = tf.nn.conv2d(h, tf.constant(self.w2), 1, "VALID") + self.b2
+        return tf.clip_by_value(v + 3.0, 0.0, 6.0) / 6.0
+
+
+def _full_map_mean(x):
+    h, w = x.shape[1], x.shape[2]
+    if h is None or w is None:
+        return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")
+
+
+class DeployablePokeConv(GraphLayer):
+    """A :class:`~larq_poke.layers.PokeConv` in LCE-friendly form (see the module docstring).
+
+    Built by :func:`pokebnn_deployable` from a trained PokeConv; not meant to be trained.
+    """
+
+    def __init__(self, source: Optional[PokeConv] = None, int8: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.int8 = bool(int8)
+        if source is None:
+            raise ValueError("DeployablePokeConv is built from a PokeConv (pokebnn_deployable)")
+        # Keep plain facts, not the source layers (attributes holding layers would be tracked
+        # as sublayers of this one).
+        conv = source.conv
+        self._conv_spec = _ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding)
+        kernel = _quantized_kernel(source.conv)  # +-(max|w| + eps)/2 per output channel
+        act = float(np.asarray(source.conv.input_quantizer(tf.constant([1.0])))[0])  # 1.5
+        weight_scale = np.max(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0)
+        self._sign_kernel = np.where(kernel >= 0, 1.0, -1.0).astype(np.float32)
+        a = (np.float32(act) * weight_scale).astype(np.float32)
+        g_a, h_a = _bn_affine(source.bn)
+        b_x, pos, alpha, b_y = _dprelu_terms(source.dprelu)
+        self._conv_scale = (a * g_a).astype(np.float32)
+        self._conv_shift = (h_a - b_x).astype(np.float32)
+        self._alpha = alpha
+        g_b, h_b = _bn_affine(source.bn_split)
+        self._gate_scale = (g_b * pos).astype(np.float32)
+        self._gate_shift_scale = (g_b * b_y).astype(np.float32)
+        self._out_shift = h_b
+        self.prelu = tf.keras.layers.PReLU(shared_axes=[1, 2], name="prelu")
+        self._se = _SqueezeExcite(source.se, f"{source.name}/se")
+        self._local = _ShortcutPlan(source.local_shortcut)
+        self._block = (
+            _ShortcutPlan(source.block_shortcut) if source.block_shortcut is not None else None
+        )
+
+    def build(self, input_shape):
+        if self._block is not None:
+            x_shape = tf.TensorShape(input_shape[0])
+        else:
+            x_shape = tf.TensorShape(input_shape)
+        self._correction = None
+        pad_values = 0.0
+        if _needs_same_one(self._conv_spec, x_shape):
+            pad_values = 1.0
+            correction = _same_one_correction(
+                self._sign_kernel, x_shape, tuple(self._conv_spec.strides)
+            )
+            self._correction = (-correction * self._conv_scale).astype(np.float32)
+        self.conv = _binary_conv(self._conv_spec, "conv", pad_values)
+        self.conv.build(x_shape)
+        self.conv.kernel.assign(self._sign_kernel)
+        self.prelu.build(x_shape[:-1].concatenate([self.conv.filters]))
+        self.prelu.alpha.assign(self._alpha.reshape(1, 1, -1))
+        super().build(input_shape)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        if self._block is not None:
+            x, r1 = inputs
+        else:
+            x, r1 = inputs, None
+        y = self.conv(x) * self._conv_scale + self._conv_shift  # folds into LceBconv2d
+        shortcut = self._local(x)
+        if self._correction is not None:
+            # Tiny maps only (see _needs_same_one). Added to the shortcut: a full-map constant
+            # added to the conv output would be folded into its per-channel bias by LCE.
+            shortcut = shortcut + self._correction
+        z = y + shortcut
+        if r1 is not None:
+            z = z + self._block(r1)
+        u = self.prelu(z)
+        s = self._se(x, self.int8)  # (N, 1, 1, C) gate
+        gate = s * self._gate_scale
+        offset = self._out_shift - s * self._gate_shift_scale
+        return u * gate + offset
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0] if self._block is not None else input_shape
+        shape = tf.TensorShape(shape).as_list()
+        stride = int(self.conv.strides[0])
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // stride)
+        return tf.TensorShape(shape[:-1] + [self.conv.filters])
+
+
+class DeployablePokeInit(GraphLayer):
+    """PokeBNN's 8-bit stem with constant quantized weights, BN folded into the convs and
+    DPReLU as PRELU + affine."""
+
+    def __init__(
+        self, source: Optional[PokeInit] = None, int8: bool = False, ranges=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if source is None:
+            raise ValueError("DeployablePokeInit is built from a PokeInit (pokebnn_deployable)")
+        if int8 and ranges is None:
+            raise ValueError("int8 needs the measured output ranges of the two stem convs")
+        self.int8 = bool(int8)
+        self._ranges = ranges
+        self._q1 = _ActivationQuant(source.conv.input_quantizer, f"{source.name}/conv input")
+        self._q2 = _ActivationQuant(
+            source.conv_group.input_quantizer, f"{source.name}/conv_group input"
+        )
+        g1, h1 = _bn_affine(source.bn)
+        bx1, p1, a1, by1 = _dprelu_terms(source.dprelu)
+        self._w1 = (_quantized_kernel(source.conv) * g1).astype(np.float32)
+        self._b1 = (h1 - bx1).astype(np.float32)
+        self._p1, self._by1 = p1, by1
+        g2, h2 = _bn_affine(source.bn_group)
+        bx2, p2, a2, by2 = _dprelu_terms(source.dprelu_group)
+        dw = _quantized_kernel(source.conv_group, "depthwise_quantizer", "depthwise_kernel")
+        self._multiplier = int(dw.shape[-1])
+        self._w2 = (dw * g2.reshape(dw.shape[2], dw.shape[3])).astype(np.float32)
+        self._b2 = (h2 - bx2).astype(np.float32)
+        self._p2, self._by2 = p2, by2
+        self._alphas = (a1, a2)
+        self.prelu1 = tf.keras.layers.PReLU(shared_axes=[1, 2], name="prelu")
+        self.prelu2 = tf.keras.layers.PReLU(shared_axes=[1, 2], name="prelu_group")
+        self._filters = dw.shape[2] * dw.shape[3]
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        self.prelu1.build(shape[:-1].concatenate([self._w1.shape[-1]]))
+        self.prelu1.alpha.assign(self._alphas[0].reshape(1, 1, -1))
+        self.prelu2.build(shape[:-1].concatenate([self._filters]))
+        self.prelu2.alpha.assign(self._alphas[1].reshape(1, 1, -1))
+        super().build(input_shape)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        if self.int8:
+            return self._int8_call(inputs)
+        x = self._q1.float_call(inputs)
+        y = tf.nn.conv2d(x, tf.constant(self._w1), 4, "VALID") + self._b1
+        y = self.prelu1(y) * self._p1 - self._by1
+        y = self._q2.float_call(y)
+        y = tf.nn.depthwise_conv2d(y, tf.constant(self._w2), [1, 1, 1, 1], "SAME") + self._b2
+        return self.prelu2(y) * self._p2 - self._by2
+
+    @tf.autograph.experimental.do_not_convert
+    def _int8_call(self, inputs):
+        x = _fake_quant(inputs, *self._q1.int8_range())
+        y = tf.nn.conv2d(x, _fake_quant_weights(self._w1), 4, "VALID") + self._b1
+        y = _fake_quant(y, *self._ranges[0])
+        y = self.prelu1(y) * self._p1 - self._by1
+        y = _fake_quant(y, *self._q2.int8_range())
+        # Per-tensor weight range: a per-channel fake quant on the (3, 3, C, multiplier)
+        # depthwise kernel would quantize along the multiplier axis, not the output channels.
+        bound = float(np.max(np.abs(self._w2)))
+        kernel = tf.quantization.fake_quant_with_min_max_vars(
+            tf.constant(self._w2), -bound, bound, num_bits=8, narrow_range=True
+        )
+        y = tf.nn.depthwise_conv2d(y, kernel, [1, 1, 1, 1], "SAME") + self._b2
+        y = _fake_quant(y, *self._ranges[1])
+        return self.prelu2(y) * self._p2 - self._by2
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = shape[axis] // 4
+        return tf.TensorShape(shape[:-1] + [self._filters])
+
+
+class DeployableHead(GraphLayer):
+    """Global pool + PokeBNN's 8-bit classifier: AVERAGE_POOL_2D over the full map, the learned
+    int8 input quantizer, the classifier as a 1×1 CONV_2D with the quantized kernel (larq-zoo's
+    form; it also keeps the per-output-channel int8 weight axis where TFLite wants it)."""
+
+    def __init__(self, dense=None, int8: bool = False, logit_range=None, **kwargs):
+        super().__init__(**kwargs)
+        if dense is None:
+            raise ValueError("DeployableHead is built from a QuantDense (pokebnn_deployable)")
+        if int8 and logit_range is None:
+            raise ValueError("int8 needs the measured range of the logits")
+        self.int8 = bool(int8)
+        self._q = (
+            _ActivationQuant(dense.input_quantizer, f"{dense.name} input")
+            if dense.input_quantizer is not None
+            else None
+        )
+        self._kernel = _quantized_kernel(dense)
+        self._bias = _np(dense.bias) if dense.use_bias else None
+        self._logit_range = logit_range
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        x = _full_map_mean(inputs)  # (N, 1, 1, C)
+        kernel = self._kernel.reshape((1, 1) + self._kernel.shape)
+        if self.int8:
+            x = _fake_quant(x, *self._q.int8_range())
+            kernel = _fake_quant_weights(kernel)
+        else:
+            x = self._q.float_call(x) if self._q is not None else x
+            kernel = tf.constant(kernel)
+        y = tf.nn.conv2d(x, kernel, 1, "VALID")  # the classifier as a 1x1 conv
+        if self._bias is not None:
+            y = y + self._bias
+        if self.int8:
+            y = _fake_quant(y, *self._logit_range)
+        return tf.reshape(y, [-1, self._kernel.shape[-1]])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([input_shape[0], self._kernel.shape[-1]])
+
+
+# --- the rewrite ---------------------------------------------------------------------------------
+def _is_pokebnn_head(layer) -> bool:
+    return (
+        isinstance(layer, lq.layers.QuantDense)
+        and isinstance(layer.input_quantizer, SignedActivationQuantizer)
+        and isinstance(layer.kernel_quantizer, SignedWeightQuantizer)
+    )
+
+
+def _inbound(layer):
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1:
+        raise ValueError(
+            f"pokebnn_deployable: layer {layer.name!r} is used {len(nodes)} times; only "
+            "functional models that call each layer once are supported"
+        )
+    inbound = nodes[0].keras_inputs
+    return list(inbound)
+
+
+def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
+    r"""The LCE-friendly, numerically equivalent form of a functional model with PokeBNN layers.
+
+    ``PokeConv`` → :class:`DeployablePokeConv`, ``PokeInit`` → :class:`DeployablePokeInit`,
+    ``GlobalAveragePooling2D`` + PokeBNN's 8-bit ``QuantDense`` → :class:`DeployableHead`;
+    other layers are reused as they are. The argument is not modified.
+
+    # Arguments
+        model: a built functional ``tf.keras.Model`` (e.g. ``larq_poke.zoo.PokeBNN``).
+        int8: add fake-quant ops so that LCE emits int8 ops for the stem convs, the SE units and
+            the classifier. Ranges come from the model's own quantizers: the inputs of the
+            stem convs, SE fc1 / fc2 and the classifier use the learned per-channel bounds
+            (max over channels, since TFLite's activation grid is per tensor); weights are
+            symmetric per output channel with the model's own max|w|. Two tensors have no
+            quantizer in the model but must be int8 outputs in TFLite: the stem convs' outputs
+            and the logits; their ranges are measured on ``calibration_inputs`` (default: 8
+            seeded standard-normal images). The SE's fc2 output range is [-3, 3], where the
+            hard sigmoid saturates. The stem's last output stays float: it feeds the binary
+            convs' signs, and int8 rounding towards 0 would turn small negative values into +1.
+        calibration_inputs: images for the two measured ranges (int8 only).
+
+    # Raises
+        MissingQuantizationInfoError: ``int8=True`` and a multi-bit activation quantizer still
+            has the -1 sentinel bounds (the model carries no quantization information).
+    """
+    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError("pokebnn_deployable needs a functional Keras model")
+    if not int8:
+        return _rebuild(model)
+    _check_calibrated(model)
+    return _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, calibration_inputs))
+
+
+def _rebuild(model, int8: bool = False, ranges=None):
+    ranges = ranges or {}
+    tensors = {}
+    for tensor, new_input in zip(model.inputs, _new_inputs(model)):
+        tensors[id(tensor)] = new_input
+    new_inputs = [tensors[id(t)] for t in model.inputs]
+
+    pending_pool = {}
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.InputLayer):
+            continue
+        inbound = _inbound(layer)
+        args = [tensors[id(t)] for t in inbound]
+        out_tensor = layer.output
+        if isinstance(layer, PokeConv):
+            new = DeployablePokeConv(layer, int8=int8, name=layer.name)
+            result = new(args if len(args) > 1 else args[0])
+        elif isinstance(layer, PokeInit):
+            new = DeployablePokeInit(
+                layer, int8=int8, ranges=ranges.get(layer.name), name=layer.name
+            )
+            result = new(args[0])
+        elif isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
+            pending_pool[id(out_tensor)] = args[0]
+            result = FullMapAveragePool(flatten=True, name=layer.name)(args[0])
+        elif _is_pokebnn_head(layer) and id(inbound[0]) in pending_pool:
+            new = DeployableHead(
+                layer, int8=int8, logit_range=ranges.get(layer.name), name=layer.name
+            )
+            result = new(pending_pool[id(inbound[0])])
+        else:
+            result = layer(args if len(args) > 1 else args[0])
+        tensors[id(out_tensor)] = result
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return tf.keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=model.name,
+    )
+
+
+def _new_inputs(model) -> List:
+    return [
+        tf.keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])
+        for t in model.inputs
+    ]
+
+
+def _multibit_quantizers(model):
+    for layer in model.layers:
+        if isinstance(layer, PokeInit):
+            yield f"{layer.name}/conv", layer.conv.input_quantizer
+            yield f"{layer.name}/conv_group", layer.conv_group.input_quantizer
+        elif isinstance(layer, PokeConv):
+            yield f"{layer.name}/se/fc1", layer.se.fc1.input_quantizer
+            yield f"{layer.name}/se/fc2", layer.se.fc2.input_quantizer
+        elif _is_pokebnn_head(layer):
+            yield layer.name, layer.input_quantizer
+
+
+def _check_calibrated(model) -> None:
+    missing = [
+        name
+        for name, quantizer in _multibit_quantizers(model)
+        if not np.all(_np(quantizer.bounds) >= 0)
+    ]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise MissingQuantizationInfoError(
+            f"int8 requested without quantization information: the multi-bit activation "
+            f"bounds of {shown} are still the -1 sentinel (uncalibrated; the official training "
+            "sets them at step 7500). Convert a trained model, or calibrate the bounds first "
+            "(larq_poke.converters.pokebnn_deploy.calibrate_activation_bounds)."
+        )
+
+
+def _default_images(model, count: int = 8) -> np.ndarray:
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    return np.random.default_rng(0).standard_normal((count,) + shape).astype(np.float32)
+
+
+def _measure_int8_ranges(model, calibration_inputs) -> dict:
+    """Ranges of the int8 tensors the model has no quantizer for (the stem conv outputs and the
+    logits), measured with the float deployable form on ``calibration_inputs``."""
+    if isinstance(calibration_inputs, (list, tuple)):
+        calibration_inputs = calibration_inputs[0]
+    if calibration_inputs is None:
+        images = _default_images(model)
+    else:
+        images = np.asarray(calibration_inputs, np.float32)
+    float_model = _rebuild(model)
+    ranges = {}
+    for layer in float_model.layers:
+        if isinstance(layer, DeployablePokeInit):
+            stem_input = tf.keras.Model(float_model.inputs, layer.input)(images)
+            x = layer._q1.float_call(stem_input)
+            y1 = tf.nn.conv2d(x, tf.constant(layer._w1), 4, "VALID") + layer._b1
+            y = layer._q2.float_call(layer.prelu1(y1) * layer._p1 - layer._by1)
+            y2 = tf.nn.depthwise_conv2d(y, tf.constant(layer._w2), [1, 1, 1, 1], "SAME")
+            ranges[layer.name] = (_range(y1), _range(y2 + layer._b2))
+        elif isinstance(layer, DeployableHead):
+            ranges[layer.name] = _range(tf.keras.Model(float_model.inputs, layer.output)(images))
+    return ranges
+
+
+def _range(values, margin: float = 1.1) -> "tuple[float, float]":
+    values = np.asarray(values)
+    low, high = float(values.min()), float(values.max())
+    low, high = min(low, 0.0) * margin, max(high, 0.0) * margin
+    if high - low < 1e-6:
+        high = low + 1e-6
+    return low, high
+
+
+def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
+    """Set every multi-bit activation bound of a PokeBNN model from data, as the official
+    training does once (at step 7500): per channel, the mean over batches of the batch's
+    max |x|, gathered while the quantizers still pass through.
+
+    For benchmarking the int8 conversion of untrained models; a trained model carries its
+    bounds in its weights.
+    """
+    images = np.asarray(images, np.float32)
+    quantizers = list(_multibit_quantizers(model))
+    saved = {name: _np(q.bounds) for name, q in quantizers}
+    peaks = {name: [] for name, _ in quantizers}
+
+    def probing(name, call):
+        def probe(x):
+            values = np.asarray(x)
+            axes = tuple(range(values.ndim - 1))
+            peaks[name].append(np.maximum(values.max(axis=axes), -values.min(axis=axes)))
+            return call(x)
+
+        return probe
+
+    for name, quantizer in quantizers:
+        quantizer.bounds.assign(np.full_like(saved[name], -1.0))
+        quantizer.call = probing(name, quantizer.call)
+    try:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size], training=False)
+    except Exception:
+        for name, quantizer in quantizers:
+            quantizer.bounds.assign(saved[name])
+        raise
+    finally:
+        for name, quantizer in quantizers:
+            del quantizer.call
+    for name, quantizer in quantizers:
+        quantizer.bounds.assign(np.mean(peaks[name], axis=0).astype(np.float32))
+
+
+def full_resolution_elementwise_ops(info) -> dict:
+    """Census of the elementwise ops on full-resolution tensors of the binary part of a
+    converted model (a :class:`~larq_poke.converters.flatbuffer.FlatbufferModel`): ops of
+    :data:`~larq_poke.converters.flatbuffer.ELEMENTWISE_OPS` after the first ``LceQuantize``
+    whose output is a 4-D map larger than 1×1 (the SE's 1×1 arithmetic is not counted; neither
+    are the stem's ops before the first binary conv).
+
+    Returns ``{"counts": {op: n}, "total": n, "binary_convs": n, "per_binary_conv": x}``.
+    """
+    from collections import Counter
+
+    from larq_poke.converters.flatbuffer import ELEMENTWISE_OPS
+
+    quantize = [op.index for op in info.operators if op.op_type == "LceQuantize"]
+    start = min(quantize) if quantize else len(info.operators)
+    counts: Counter = Counter()
+    for op in info.operators[start:]:
+        shape = info.op_output_shape(op)
+        if op.op_type in ELEMENTWISE_OPS and len(shape) == 4 and shape[1] * shape[2] > 1:
+            counts[op.op_type] += 1
+    total = sum(counts.values())
+    bconvs = len(info.bconvs)
+    return {
+        "counts": dict(counts),
+        "total": total,
+        "binary_convs": bconvs,
+        "per_binary_conv": total / bconvs if bconvs else None,
+    }
+
+
+register_rewrite((PokeConv, PokeInit), pokebnn_deployable, name="pokebnn")
