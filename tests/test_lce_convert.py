@@ -229,7 +229,7 @@ def test_int8_from_fake_quant_ops():
 def test_convert_applies_registered_rewrites():
     import tensorflow as tf
 
-    from larq_poke.converters.deployable import register_rewrite, unregister_rewrite
+    from larq_poke.converters.rewrites import register_rewrite, unregister_rewrite
 
     class Marker(tf.keras.layers.Layer):
         def call(self, x):

@@ -12,7 +12,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_poke.converters import convert, load_pokebnn_flax
-from larq_poke.converters.deployable import applicable_rewrites
+from larq_poke.converters.rewrites import applicable_rewrites
 from larq_poke.converters.lce import QuantizationInfoError
 from larq_poke.converters.pokebnn_deploy import (
     DeployablePokeConv,

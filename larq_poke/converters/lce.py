@@ -37,7 +37,7 @@ import numpy as np
 
 from larq_poke.converters.binary_layers import find_binary_layers, match_binary_layers
 from larq_poke.converters.conversion_report import ConversionReport, Parity, StrictConversionError
-from larq_poke.converters.deployable import apply_rewrites, deployable
+from larq_poke.converters.rewrites import apply_rewrites, deployable
 from larq_poke.converters.flatbuffer import ELEMENTWISE_OPS, FlatbufferModel, read_flatbuffer
 
 __all__ = [
@@ -112,7 +112,7 @@ def convert(
 ) -> ConversionResult:
     """Convert a Larq Keras model with LCE and report what became of its binary layers.
 
-    The model first goes through :func:`larq_poke.converters.deployable.deployable` (registered
+    The model first goes through :func:`larq_poke.converters.rewrites.deployable` (registered
     rewrites into an LCE-friendly equivalent; the model itself when none applies), then
     ``larq_compute_engine.convert_keras_model``. The converter's console noise is swallowed; its
     ``error:`` lines (e.g. grouped convs falling back to float) go into the report.

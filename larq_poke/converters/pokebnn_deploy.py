@@ -67,7 +67,15 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.converters.deployable import register_rewrite
+from larq_poke.converters.deploy_common import (
+    ConvSpec,
+    as_numpy,
+    binary_conv,
+    bn_affine,
+    padding_correction,
+    same_paddings,
+)
+from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.converters.lce import QuantizationInfoError
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
@@ -77,7 +85,6 @@ from larq_poke.layers.shortcuts import (
     ChannelZeroPad,
     PaddedAveragePool2D,
 )
-from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import (
     EPS,
     SignedActivationQuantizer,
@@ -106,18 +113,10 @@ class MissingQuantizationInfoError(QuantizationInfoError):
 
 
 # --- numpy helpers ------------------------------------------------------------------------------
-def _np(variable) -> np.ndarray:
-    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
-
-
-def _bn_affine(bn) -> "tuple[np.ndarray, np.ndarray]":
-    """Inference BN as ``x * scale + shift`` (Keras' own formula)."""
-    gamma = _np(bn.gamma) if bn.scale else 1.0
-    beta = _np(bn.beta) if bn.center else 0.0
-    inv = (1.0 / np.sqrt(_np(bn.moving_variance) + np.float32(bn.epsilon))).astype(np.float32)
-    scale = (inv * gamma).astype(np.float32)
-    shift = (beta - _np(bn.moving_mean) * scale).astype(np.float32)
-    return scale, np.broadcast_to(shift, scale.shape).astype(np.float32)
+_np = as_numpy
+_bn_affine = bn_affine
+_ConvSpec = ConvSpec
+_binary_conv = binary_conv
 
 
 def _quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np.ndarray:
@@ -240,14 +239,6 @@ class FullMapAveragePool(GraphLayer):
         return {**super().get_config(), "flatten": self.flatten}
 
 
-class _ConvSpec:
-    def __init__(self, filters, kernel_size, strides, padding):
-        self.filters = int(filters)
-        self.kernel_size = tuple(int(k) for k in kernel_size)
-        self.strides = tuple(int(s) for s in strides)
-        self.padding = padding
-
-
 class _ShortcutPlan:
     """One PokeBNN shortcut (a list of shortcut layers) as TFLite-native ops."""
 
@@ -310,41 +301,8 @@ def _needs_same_one(conv, x_shape) -> bool:
 def _same_one_correction(sign_kernel: np.ndarray, x_shape, strides) -> np.ndarray:
     """(1, H', W', C) map of what +1 padding adds to the conv: the sum of the ±1 weights that
     fall on padded positions (exactly representable, so the correction is exact)."""
-    h, w, cin = int(x_shape[1]), int(x_shape[2]), int(x_shape[3])
-    ones_border = tf.zeros((1, h, w, cin))
-    kh, kw = sign_kernel.shape[:2]
-    paddings = []
-    for n, k, s in ((h, kh, strides[0]), (w, kw, strides[1])):
-        out = -(-n // s)
-        total = max((out - 1) * s + k - n, 0)
-        paddings.append([total // 2, total - total // 2])
-    padded = tf.pad(ones_border, [[0, 0]] + paddings + [[0, 0]], constant_values=1.0)
-    return tf.nn.conv2d(padded, sign_kernel, strides, "VALID").numpy()
-
-
-def _binary_conv(conv, name: str, pad_values: float = 0.0):
-    """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), same-zero padding
-    (``conv`` describes the geometry: filters, kernel_size, strides, padding)."""
-    import logging
-
-    logger = logging.getLogger("larq")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        new = lq.layers.QuantConv2D(
-            conv.filters,
-            conv.kernel_size,
-            strides=conv.strides,
-            padding=conv.padding,
-            pad_values=pad_values,
-            use_bias=False,
-            input_quantizer="ste_sign",
-            kernel_quantizer="ste_sign",
-            name=name,
-        )
-    finally:
-        logger.setLevel(level)
-    return without_autograph(new)
+    paddings = same_paddings(x_shape, sign_kernel.shape[:2], strides)
+    return padding_correction(sign_kernel, x_shape, paddings, strides)
 
 
 class _SqueezeExcite:

@@ -9,7 +9,7 @@ Model families register their rewrite here; the converter calls :func:`deployabl
 to know the families.
 
 ```python
-from larq_poke.converters.deployable import deployable, register_rewrite
+from larq_poke.converters.rewrites import deployable, register_rewrite
 
 @register_rewrite(PokeConv, name="pokebnn")   # applies when the model has a PokeConv layer
 def pokebnn_deployable(model):
@@ -28,9 +28,7 @@ Rules for a rewrite function:
   :func:`deployable` would apply it again, which it refuses to do: each rewrite runs at most once);
 * the converter checks the claim: it compares the converted model against the *original* model.
 
-Note: ``larq_poke.converters.deployable`` is also exported as a function by
-``larq_poke.converters``; import the registry functions with
-``from larq_poke.converters.deployable import register_rewrite``.
+``larq_poke.converters.deployable`` is this module's :func:`deployable`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import larq_poke  # noqa: F401
 import tensorflow as tf
 
 from larq_poke.converters import deployable as deployable_function
-from larq_poke.converters.deployable import (
+from larq_poke.converters.rewrites import (
     apply_rewrites,
     applicable_rewrites,
     deployable,

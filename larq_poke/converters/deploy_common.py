@@ -1,0 +1,88 @@
+"""Building blocks shared by the deployable rewrites (:mod:`~larq_poke.converters.pokebnn_deploy`,
+:mod:`~larq_poke.converters.bnext_deploy`): constants read from trained layers, the binary conv in
+the form LCE fuses, and the exact correction of a binary conv whose padded positions hold +1
+instead of 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from larq_poke.no_autograph import without_autograph
+
+__all__ = ["ConvSpec", "as_numpy", "bn_affine", "binary_conv", "same_paddings", "padding_correction"]
+
+
+def as_numpy(variable) -> np.ndarray:
+    """A variable or tensor as a float32 numpy array."""
+    return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
+
+
+def bn_affine(bn) -> "tuple[np.ndarray, np.ndarray]":
+    """Inference BN as ``x * scale + shift`` (Keras' own formula)."""
+    gamma = as_numpy(bn.gamma) if bn.scale else 1.0
+    beta = as_numpy(bn.beta) if bn.center else 0.0
+    inv = (1.0 / np.sqrt(as_numpy(bn.moving_variance) + np.float32(bn.epsilon))).astype(np.float32)
+    scale = (inv * gamma).astype(np.float32)
+    shift = (beta - as_numpy(bn.moving_mean) * scale).astype(np.float32)
+    return scale, np.broadcast_to(shift, scale.shape).astype(np.float32)
+
+
+class ConvSpec:
+    """The geometry of a conv: filters, kernel size, strides, padding ("same" / "valid")."""
+
+    def __init__(self, filters, kernel_size, strides, padding):
+        self.filters = int(filters)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.padding = padding
+
+
+def binary_conv(conv, name: str, pad_values: float = 0.0):
+    """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), no bias (``conv``
+    describes the geometry: filters, kernel_size, strides, padding; ``pad_values`` 0 is
+    same-zero, 1 same-one)."""
+    logger = logging.getLogger("larq")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        new = lq.layers.QuantConv2D(
+            conv.filters,
+            conv.kernel_size,
+            strides=conv.strides,
+            padding=conv.padding,
+            pad_values=pad_values,
+            use_bias=False,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            name=name,
+        )
+    finally:
+        logger.setLevel(level)
+    return without_autograph(new)
+
+
+def same_paddings(x_shape, kernel_size: Sequence[int], strides: Sequence[int]):
+    """TF's "same" paddings ``[[top, bottom], [left, right]]`` for a (N, H, W, C) input."""
+    paddings = []
+    for n, k, s in zip((int(x_shape[1]), int(x_shape[2])), kernel_size, strides):
+        out = -(-n // s)
+        total = max((out - 1) * s + k - n, 0)
+        paddings.append([total // 2, total - total // 2])
+    return paddings
+
+
+def padding_correction(sign_kernel: np.ndarray, x_shape, paddings, strides) -> np.ndarray:
+    """(1, H', W', C) map of what +1 at the padded positions adds to a VALID conv of the padded
+    input: the sum of the ±1 weights that fall on padded positions. Sums of ±1 are exact in
+    float32, so ``conv(pad_1(x)) - correction == conv(pad_0(x))`` exactly."""
+    h, w, cin = int(x_shape[1]), int(x_shape[2]), int(x_shape[3])
+    padded = tf.pad(
+        tf.zeros((1, h, w, cin)), [[0, 0]] + [list(p) for p in paddings] + [[0, 0]], constant_values=1.0
+    )
+    return tf.nn.conv2d(padded, sign_kernel, tuple(strides), "VALID").numpy()
