@@ -1,0 +1,292 @@
+r"""BNext in the form the Larq Compute Engine optimises: the deployable rewrite.
+
+BNext's binary convs (:class:`~larq_poke.layers.bnext.BNextBinaryConv2D`) pad the *binarized*
+input with zeros on all four sides, as PyTorch does. For stride 1 that is Larq's same-zero
+padding and LCE fuses it. For stride 2 TF's "same" pads only bottom / right on even inputs, so the
+layer binarizes, pads (1, 1) explicitly and convolves VALID; the PAD between the sign and the conv
+hides the pattern from LCE, which then emits a float conv behind ``LceDequantize``.
+
+**The strided conv, exactly.** On an even map (H, W) a 3×3 / 2 conv with symmetric padding
+reads input rows 2i − 1 … 2i + 1: the bottom / right padding is never read. So
+
+    conv(pad_0^{(1,1)}(sign x)) = conv_VALID(pad_0^{(1,0)}(sign x))
+
+with one padded row on top and one column on the left only (in general: the paddings needed so
+that a VALID conv yields the same output grid). The rewrite pads the *real-valued* input with
++1 there instead (PAD before the sign: ``sign(1) = +1``) and subtracts the constant map of what
+those +1 add, the sum of the ±1 weights that fall on padded positions (exact in float32):
+
+    conv(pad_0(sign x)) = conv_VALID(sign(pad_{+1}(x))) − K,
+
+and LCE sees PAD → ``LceQuantize`` → ``LceBconv2d`` (VALID). K sits on the first output row and
+column only. It is added after BN_1 as ``−g₁·K`` (g₁ = γ/√(σ²+ε)), so BN_1 still folds into the
+bconv's output transform: one PAD and one ADD_N per strided conv. On odd maps TF's "same" equals
+torch's symmetric padding and the conv becomes a same-zero ``QuantConv2D`` (no PAD, no ADD).
+
+**The stem** pads (1, 1) and runs a 3×3 / 2 VALID float conv; on even maps its bottom / right
+padding is never read either, and the rewrite pads (1, 0) instead. Same function, but LCE 0.16's
+converter no longer merges the PAD into a SAME ``CONV_2D`` (which pads (0, 1) on even maps and
+shifts the grid). The correction is an ADD_N, not an ADD: see :class:`ConstantAdd`.
+
+``move`` (the learnable bias) stays the ADD before the sign; stride-1 convs are left as they are
+(LCE already fuses them). Only convs with ``zero_sign=1`` (Larq / LCE: sign(0) = +1) are
+rewritten: LCE has no sign(0) = 0.
+
+```python
+from larq_poke.converters.bnext_deploy import bnext_deployable
+deployable_model = bnext_deployable(model)            # numerically equivalent
+convert(model)                                         # applies it automatically
+```
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+
+from larq_poke.converters.deploy_common import (
+    ConvSpec,
+    as_numpy,
+    binary_conv,
+    bn_affine,
+    padding_correction,
+)
+from larq_poke.converters.rewrites import register_rewrite
+from larq_poke.layers.base import GraphLayer
+from larq_poke.layers.bnext import BNextBinaryConv2D
+
+__all__ = ["bnext_deployable", "TorchPaddedBinaryConv", "ConstantAdd", "needs_rewrite"]
+
+
+def needs_rewrite(layer) -> bool:
+    """A BNext binary conv LCE does not fuse as built: explicit (torch) padding, sign(0) = +1."""
+    return isinstance(layer, BNextBinaryConv2D) and bool(layer.explicit_padding) and layer.zero_sign == 1
+
+
+def _has_strided_bnext_conv(model) -> bool:
+    from larq_poke.converters.rewrites import _walk_layers
+
+    return any(needs_rewrite(layer) for layer in _walk_layers(model))
+
+
+def _torch_valid_paddings(n: int, kernel: int, stride: int, pad: int) -> "list[int]":
+    """Paddings (before, after) after which a VALID conv reads exactly what the conv with ``pad``
+    on both sides reads: the trailing padding is cut to what the last output window needs."""
+    out = (n + 2 * pad - kernel) // stride + 1
+    needed_end = (out - 1) * stride + kernel - pad  # one past the last input index read
+    return [pad, max(needed_end - n, 0)]
+
+
+class TorchPaddedBinaryConv(GraphLayer):
+    """A strided :class:`BNextBinaryConv2D` as PAD(+1) → sign → VALID binary conv (or a same-zero
+    binary conv on odd maps, where TF's "same" is torch's padding). The correction of the +1
+    padding is applied after BN_1 by :class:`ConstantAdd` (see the module docstring).
+
+    Output: the conv with +1 padding, ``conv(pad_0(sign x)) + K``; :attr:`correction` is K.
+    """
+
+    def __init__(self, source: BNextBinaryConv2D = None, **kwargs):
+        super().__init__(**kwargs)
+        if source is None:
+            raise ValueError("TorchPaddedBinaryConv is built from a BNextBinaryConv2D (bnext_deployable)")
+        latent = as_numpy(source.kernel)
+        self._sign_kernel = np.where(latent >= 0, 1.0, -1.0).astype(np.float32)  # sign(0) = +1
+        self._kernel_size = tuple(int(k) for k in source.kernel_size)
+        self._strides = tuple(int(s) for s in source.strides)
+        self._filters = int(source.filters)
+        self._pad = int(source.explicit_padding)
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        h, w = int(shape[1]), int(shape[2])
+        paddings = [
+            _torch_valid_paddings(n, k, s, self._pad)
+            for n, k, s in zip((h, w), self._kernel_size, self._strides)
+        ]
+        symmetric = all(before == after for before, after in paddings)
+        same_matches = symmetric and all(
+            (n % s == 1 or s == 1) for n, s in zip((h, w), self._strides)
+        )
+        if same_matches:  # odd maps: TF "same" pads (p, p) as torch does
+            self._paddings = None
+            spec = ConvSpec(self._filters, self._kernel_size, self._strides, "same")
+            self.correction = None
+            conv_shape = shape
+        else:
+            self._paddings = [[0, 0]] + paddings + [[0, 0]]
+            spec = ConvSpec(self._filters, self._kernel_size, self._strides, "valid")
+            self.correction = padding_correction(self._sign_kernel, shape, paddings, self._strides)
+            conv_shape = tf.TensorShape(
+                [shape[0], h + sum(paddings[0]), w + sum(paddings[1]), shape[3]]
+            )
+            if not self.correction.any():
+                self.correction = None
+        self.conv = binary_conv(spec, "conv", pad_values=0.0)
+        self.conv.build(conv_shape)
+        self.conv.kernel.assign(self._sign_kernel)
+        super().build(input_shape)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        if self._paddings is not None:
+            inputs = tf.pad(inputs, self._paddings, constant_values=1.0)
+        return self.conv(inputs)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis, k, s in zip((1, 2), self._kernel_size, self._strides):
+            if shape[axis] is not None:
+                shape[axis] = (shape[axis] + 2 * self._pad - k) // s + 1
+        return tf.TensorShape(shape[:-1] + [self._filters])
+
+
+class ConstantAdd(GraphLayer):
+    """``x + c`` for a constant (1, H, W, C) map ``c``, as ADD_N.
+
+    LCE 0.16 folds an ADD / SUB of *any* constant that directly follows an ``LceBconv2d`` into
+    its per-channel ``post_activation_bias`` without checking the shape, and a (1, H, W, C) map
+    then makes the file fail to load ("NumDimensions(post_activation_bias) != 1"). ADD_N is not
+    folded. Its operands must have equal shapes, so ``c`` is broadcast to the batch first (a
+    SHAPE + BROADCAST_TO pair when the batch size is dynamic).
+    """
+
+    def __init__(self, constant=None, **kwargs):
+        super().__init__(**kwargs)
+        if constant is None:
+            raise ValueError("ConstantAdd needs its constant")
+        self._constant = np.asarray(constant, np.float32)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        constant = tf.broadcast_to(tf.constant(self._constant), tf.shape(inputs))
+        return tf.math.add_n([inputs, constant])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
+# --- the rewrite ---------------------------------------------------------------------------------
+def _model_node(model, layer):
+    """The node of ``layer`` that belongs to ``model`` (a layer reused by an earlier rewrite
+    has nodes in other models too)."""
+    nodes = [
+        node
+        for index, node in enumerate(layer._inbound_nodes)
+        if f"{layer.name}_ib-{index}" in model._network_nodes
+    ]
+    if len(nodes) != 1:
+        raise ValueError(
+            f"bnext_deployable: layer {layer.name!r} is called {len(nodes)} times in the model; "
+            "only functional models that call each layer once are supported"
+        )
+    return nodes[0]
+
+
+def _inbound(model, layer) -> List:
+    return list(_model_node(model, layer).keras_inputs)
+
+
+def _output(model, layer):
+    outputs = _model_node(model, layer).outputs
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def bnext_deployable(model):
+    """The LCE-friendly, numerically equivalent form of a functional model with BNext layers.
+
+    Every strided :class:`BNextBinaryConv2D` (``zero_sign=1``) becomes a
+    :class:`TorchPaddedBinaryConv`; where its +1 padding needs a correction, the BatchNorm that
+    consumes it (BN_1) is followed by a :class:`ConstantAdd` of ``−g₁·K`` (a conv whose output
+    goes elsewhere gets the ``−K`` add directly). Other layers are reused as they are; the
+    argument is not modified.
+    """
+    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError("bnext_deployable needs a functional Keras model")
+    consumers = {}
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.InputLayer):
+            continue
+        for tensor in _inbound(model, layer):
+            consumers.setdefault(id(tensor), []).append(layer)
+
+    tensors = {}
+    for tensor in model.inputs:
+        tensors[id(tensor)] = tf.keras.Input(
+            batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name.split(":")[0]
+        )
+    new_inputs = [tensors[id(t)] for t in model.inputs]
+    pending = {}  # id(original conv output) -> correction K still to subtract
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.InputLayer):
+            continue
+        inbound = _inbound(model, layer)
+        args = [tensors[id(t)] for t in inbound]
+        out = _output(model, layer)
+        trimmed = _trimmed_zero_padding(layer, inbound, consumers.get(id(out), []))
+        if trimmed is not None:
+            result = tf.keras.layers.ZeroPadding2D(trimmed, name=layer.name)(args[0])
+        elif needs_rewrite(layer):
+            new = TorchPaddedBinaryConv(layer, name=layer.name)
+            result = new(args[0])
+            if new.correction is not None:
+                users = consumers.get(id(out), [])
+                if len(users) == 1 and _is_inference_bn(users[0]):
+                    pending[id(out)] = new.correction
+                else:
+                    result = ConstantAdd(-new.correction, name=f"{layer.name}.pad_correction")(result)
+        elif len(inbound) == 1 and id(inbound[0]) in pending:
+            correction = pending.pop(id(inbound[0]))
+            scale, _ = bn_affine(layer)
+            result = layer(args[0])
+            result = ConstantAdd(
+                (-correction * scale).astype(np.float32), name=f"{layer.name}.pad_correction"
+            )(result)
+        else:
+            result = layer(args if len(args) > 1 else args[0])
+        tensors[id(out)] = result
+    outputs = [tensors[id(t)] for t in model.outputs]
+    return tf.keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=model.name,
+    )
+
+
+def _trimmed_zero_padding(layer, inbound, users):
+    """For a ``ZeroPadding2D`` feeding only a VALID ``Conv2D``: the paddings with the trailing
+    rows / columns the conv never reads removed, or None when nothing changes.
+
+    The stem pads (1, 1) and convolves 3×3 / 2 VALID (torch's padding). On an even map the
+    bottom / right padding is never read, and LCE 0.16's converter turns PAD (1, 1) + stride-2
+    VALID CONV_2D into a SAME conv, which pads (0, 1) on even maps: a shifted grid. Padding
+    (1, 0) is the same function and is kept as PAD + CONV_2D."""
+    if not isinstance(layer, tf.keras.layers.ZeroPadding2D) or len(users) != 1:
+        return None
+    conv = users[0]
+    if type(conv) is not tf.keras.layers.Conv2D or conv.padding != "valid":
+        return None
+    shape = tf.TensorShape(inbound[0].shape)
+    if shape[1] is None or shape[2] is None:
+        return None
+    trimmed = []
+    for n, (before, after), k, s, d in zip(
+        (int(shape[1]), int(shape[2])), layer.padding, conv.kernel_size, conv.strides, conv.dilation_rate
+    ):
+        if d != 1:
+            return None
+        padded = n + before + after
+        out = (padded - k) // s + 1
+        read_end = (out - 1) * s + k  # one past the last padded index read
+        trimmed.append((int(before), int(max(read_end - n - before, 0))))
+    if tuple(trimmed) == tuple(tuple(p) for p in layer.padding):
+        return None
+    return tuple(trimmed)
+
+
+def _is_inference_bn(layer) -> bool:
+    return isinstance(layer, tf.keras.layers.BatchNormalization) and list(layer.axis) in ([3], [-1])
+
+
+register_rewrite(_has_strided_bnext_conv, bnext_deployable, name="bnext")
