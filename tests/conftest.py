@@ -20,18 +20,29 @@ def golden_dir() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "golden"
 
 
-def golden_path(name: str) -> Path:
-    """Path of golden file ``name``; skip (or fail under CI=true) if it is not there."""
-    path = golden_dir() / name
+def _required_file(path: Path, message: str) -> Path:
+    """``path`` if it exists; otherwise skip with ``message`` (fail under CI=true)."""
     if not path.is_file():
-        message = (
-            f"golden file {path} not found; set LARQ_POKE_GOLDEN_DIR to the folder holding "
-            f"{name} (produced from the official code)"
-        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def golden_path(name: str) -> Path:
+    """Path of golden file ``name``; skip (or fail under CI=true) if it is not there."""
+    path = golden_dir() / name
+    return _required_file(
+        path,
+        f"golden file {path} not found; set LARQ_POKE_GOLDEN_DIR to the folder holding "
+        f"{name} (produced from the official code)",
+    )
+
+
+def benchmark_sample_path(name: str) -> Path:
+    """Path of a recorded ``lce_benchmark_model`` output in ``../shared/specs``."""
+    path = REPO_ROOT.parent / "shared" / "specs" / "lce_benchmark_samples" / name
+    return _required_file(path, f"recorded sample {path} not found")
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import benchmark_sample_path
+
 from larq_poke.bench import adb as bench_adb
 from larq_poke.bench.adb import AdbError, benchmark_adb, parse_devices
 from larq_poke.commands import bench as bench_command
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "lce_benchmark_samples"
 SERIAL = "R58M123ABC"
 
 FAKE_ADB = textwrap.dedent(
@@ -63,13 +64,7 @@ FAKE_ADB = textwrap.dedent(
 
 
 def _sample(name: str) -> Path:
-    path = SAMPLES / name
-    if not path.is_file():
-        message = f"recorded sample {path} not found"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return benchmark_sample_path(name)
 
 
 def _tflite(path: Path) -> Path:

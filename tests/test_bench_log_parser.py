@@ -4,10 +4,10 @@ Expected values are transcribed from the "expected parse" column of the specs, n
 parser.
 """
 
-import os
-from pathlib import Path
 
 import pytest
+
+from conftest import benchmark_sample_path
 
 from larq_poke.bench.log_parser import (
     BenchmarkLogError,
@@ -16,17 +16,10 @@ from larq_poke.bench.log_parser import (
     strip_prefixes,
 )
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "lce_benchmark_samples"
 
 
 def _sample(name: str) -> str:
-    path = SAMPLES / name
-    if not path.is_file():
-        message = f"recorded sample {path} not found"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path.read_text()
+    return benchmark_sample_path(name).read_text()
 
 
 # (init, first inference, warmup avg, inference avg) in microseconds, and latency in ms.
