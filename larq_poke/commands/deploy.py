@@ -157,7 +157,7 @@ def run(args) -> int:
             "  note: this model has initial, untrained parameters (batch norms with all-zero gamma): "
             "they put exact zeros in front of binarizers, where the float reassociation of folded "
             "ops can flip sign(0), so parity figures are only meaningful for trained or calibrated "
-            "weights (with non-trivial parameters the same pipeline matches Keras to about 1e-6)."
+            "weights (with non-trivial parameters, as in the golden tests, the pipeline matches Keras)."
         )
     if glue["binary_convs"]:
         lines.append(
