@@ -14,9 +14,15 @@ from conftest import golden_path
 from test_bnext_golden import SMALL_STAGES, official_state
 
 from larq_poke.converters import convert, load_bnext_torch
-from larq_poke.converters.bnext_deploy import TorchPaddedBinaryConv, bnext_deployable
+from larq_poke.converters.bnext_deploy import (
+    ChannelAffine,
+    MixedMeans,
+    TorchPaddedBinaryConv,
+    bnext_deployable,
+)
+from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
 from larq_poke.converters.rewrites import applicable_rewrites
-from larq_poke.layers.bnext import BNextBinaryConv2D
+from larq_poke.layers.bnext import BNextBinaryConv2D, ScaleMix
 from larq_poke.zoo.bnext import BNext
 
 GOLDEN_ARGMAX = [706, 706]
@@ -104,6 +110,16 @@ def test_deployable_keras_equals_original(model, images, reference, golden):
     assert np.abs(reference - golden["output"]).max() <= 1e-4
     strided = [layer for layer in deployable.layers if isinstance(layer, TorchPaddedBinaryConv)]
     assert len(strided) == 2  # the two strided ELM units of the reduced model
+    # every unit's SE input from two pools (no full-resolution mix) and BN_2 split into a 1x1
+    # scale on the attention and a full-resolution shift
+    mixes = [layer for layer in model.layers if isinstance(layer, ScaleMix)]
+    norm2 = [layer for layer in model.layers if layer.name.endswith(".norm2")]
+    assert len(mixes) == len(norm2) == 17
+    assert sum(isinstance(layer, MixedMeans) for layer in deployable.layers) == len(mixes)
+    affine = [layer for layer in deployable.layers if isinstance(layer, ChannelAffine)]
+    assert sorted(layer.name for layer in affine if layer.name.endswith(".norm2")) == sorted(
+        layer.name for layer in norm2
+    )
 
 
 # --- LCE ----------------------------------------------------------------------------------------
@@ -132,3 +148,19 @@ def test_census_every_binary_conv_is_an_lce_bconv(converted, model):
     # stem keeps its own PAD (top / left only) before its CONV_2D.
     assert report.op_counts["PADV2"] == 2 and report.op_counts["ADD_N"] == 2
     assert report.op_counts["PAD"] == 1
+
+
+def test_float_glue_per_unit(converted, model):
+    """Full-resolution elementwise ops per unit, derived from BNext's formulas after the rewrite:
+    the move ADD, PReLU_2, the attention MUL, BN_2's shift ADD and the residual ADD (5); an ELM
+    unit adds PReLU_1 and the ELM MUL (2); each strided conv its correction ADD_N. The mix
+    (2 MUL + 1 ADD) and BN_2's scale MUL no longer run at full resolution. Upper bounds: ops before
+    the first binarizer are not counted."""
+    units = [layer for layer in model.layers if isinstance(layer, ScaleMix)]
+    elm = [layer for layer in model.layers if layer.name.endswith(".elm_mul")]
+    census = full_resolution_elementwise_ops(converted.model_info)
+    counts = census["counts"]
+    assert census["total"] <= 5 * len(units) + 2 * len(elm) + 2 + 1
+    assert counts["MUL"] <= len(units) + len(elm)
+    assert counts["ADD"] <= 3 * len(units)
+    assert counts["PRELU"] <= sum(isinstance(layer, tf.keras.layers.PReLU) for layer in model.layers)

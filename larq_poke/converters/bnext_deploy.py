@@ -28,6 +28,14 @@ padding is never read either, and the rewrite pads (1, 0) instead. Same function
 converter no longer merges the PAD into a SAME ``CONV_2D`` (which pads (0, 1) on even maps and
 shifts the grid). The correction is an ADD_N, not an ADD: see :class:`ConstantAdd`.
 
+**The units' float glue.** The mix ``M = s·X + (1 − s)·P`` only feeds the SE, which only needs
+its spatial mean: ``GAP(M) = s·GAP(X) + (1 − s)·GAP(P)`` (:class:`MixedMeans`: two full-map
+pools and 1×1 arithmetic instead of 2 MUL + 1 ADD on the whole map). BN_2 follows a product with
+the (N, 1, 1, C) attention, ``BN_2(a ⊙ P [⊙ R]) = ((g₂·a) ⊙ P [⊙ R]) + h₂``: its scale moves
+onto the attention and only the shift stays at full resolution (:class:`ChannelAffine`). For
+BNext-T that takes the full-resolution elementwise ops from 9.5 to 5.5 per binary conv. Both are
+the same function up to float rounding.
+
 ``move`` (the learnable bias) stays the ADD before the sign; stride-1 convs are left as they are
 (LCE already fuses them). Only convs with ``zero_sign=1`` (Larq / LCE: sign(0) = +1) are
 rewritten: LCE has no sign(0) = 0.
@@ -55,9 +63,16 @@ from larq_poke.converters.deploy_common import (
 )
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.layers.base import GraphLayer
-from larq_poke.layers.bnext import BNextBinaryConv2D
+from larq_poke.layers.bnext import BNextBinaryConv2D, ScaleMix
 
-__all__ = ["bnext_deployable", "TorchPaddedBinaryConv", "ConstantAdd", "needs_rewrite"]
+__all__ = [
+    "bnext_deployable",
+    "TorchPaddedBinaryConv",
+    "ConstantAdd",
+    "MixedMeans",
+    "ChannelAffine",
+    "needs_rewrite",
+]
 
 
 def needs_rewrite(layer) -> bool:
@@ -167,6 +182,54 @@ class ConstantAdd(GraphLayer):
         return tf.TensorShape(input_shape)
 
 
+class MixedMeans(GraphLayer):
+    """``GAP(s·a + (1 − s)·b) = s·GAP(a) + (1 − s)·GAP(b)``: the SE input of a BNext unit from
+    two full-map average pools and 1×1 arithmetic, instead of a full-resolution mix (2 MUL +
+    1 ADD on the whole map) followed by one pool. ``scale`` is the mix's ``s`` (already
+    clipped where the unit clips it). Returns (N, 1, 1, C)."""
+
+    def __init__(self, scale=None, **kwargs):
+        super().__init__(**kwargs)
+        if scale is None:
+            raise ValueError("MixedMeans needs the mix's per-channel scale")
+        self._scale = np.asarray(scale, np.float32)
+
+    @staticmethod
+    def _mean(x):
+        h, w = x.shape[1], x.shape[2]
+        return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        a, b = inputs
+        return self._scale * self._mean(a) + (np.float32(1.0) - self._scale) * self._mean(b)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape[1]).as_list()
+        return tf.TensorShape([shape[0], 1, 1, shape[-1]])
+
+
+class ChannelAffine(GraphLayer):
+    """``x · scale + shift`` with per-channel constants (either may be None)."""
+
+    def __init__(self, scale=None, shift=None, **kwargs):
+        super().__init__(**kwargs)
+        self._scale = None if scale is None else np.asarray(scale, np.float32)
+        self._shift = None if shift is None else np.asarray(shift, np.float32)
+
+    @tf.autograph.experimental.do_not_convert
+    def call(self, inputs, training=None):
+        y = inputs
+        if self._scale is not None:
+            y = y * self._scale
+        if self._shift is not None:
+            y = y + self._shift
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
 # --- the rewrite ---------------------------------------------------------------------------------
 def _model_node(model, layer):
     """The node of ``layer`` that belongs to ``model`` (a layer reused by an earlier rewrite
@@ -211,6 +274,13 @@ def bnext_deployable(model):
         for tensor in _inbound(model, layer):
             consumers.setdefault(id(tensor), []).append(layer)
 
+    producers = {}
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.InputLayer):
+            producers[id(_output(model, layer))] = layer
+    pooled_mixes, skipped_pools = _pooled_mixes(model, consumers)
+    scaled_multiplies, shifted_bns = _foldable_bn2(model, consumers, producers)
+
     tensors = {}
     for tensor in model.inputs:
         tensors[id(tensor)] = tf.keras.Input(
@@ -236,6 +306,17 @@ def bnext_deployable(model):
                     pending[id(out)] = new.correction
                 else:
                     result = ConstantAdd(-new.correction, name=f"{layer.name}.pad_correction")(result)
+        elif layer.name in pooled_mixes:
+            result = MixedMeans(pooled_mixes[layer.name], name=layer.name)(args)
+        elif layer.name in skipped_pools:
+            result = args[0]  # already the (N, 1, 1, C) mean
+        elif layer.name in scaled_multiplies:
+            index, scale = scaled_multiplies[layer.name]
+            args = list(args)
+            args[index] = ChannelAffine(scale=scale, name=f"{layer.name}.bn_scale")(args[index])
+            result = layer(args)
+        elif layer.name in shifted_bns:
+            result = ChannelAffine(shift=shifted_bns[layer.name], name=layer.name)(args[0])
         elif len(inbound) == 1 and id(inbound[0]) in pending:
             correction = pending.pop(id(inbound[0]))
             scale, _ = bn_affine(layer)
@@ -252,6 +333,72 @@ def bnext_deployable(model):
         outputs if len(outputs) > 1 else outputs[0],
         name=model.name,
     )
+
+
+def _pooled_mixes(model, consumers):
+    """ScaleMix layers whose only consumer is a keepdims global average pool (the SE input):
+    ``{mix name: s}`` and the names of those pools."""
+    mixes, pools = {}, set()
+    for layer in model.layers:
+        if not isinstance(layer, ScaleMix):
+            continue
+        users = consumers.get(id(_output(model, layer)), [])
+        if len(users) != 1:
+            continue
+        pool = users[0]
+        if not isinstance(pool, tf.keras.layers.GlobalAveragePooling2D) or not pool.keepdims:
+            continue
+        shape = _output(model, layer).shape
+        if shape[1] is None or shape[2] is None:
+            continue
+        scale = as_numpy(layer.scale)
+        mixes[layer.name] = np.clip(scale, 0.0, 1.0) if layer.clamp else scale
+        pools.add(pool.name)
+    return mixes, pools
+
+
+def _is_channel_map(tensor) -> bool:
+    shape = tensor.shape
+    return len(shape) == 4 and shape[1] == 1 and shape[2] == 1
+
+
+def _foldable_bn2(model, consumers, producers):
+    """BN_2 of the BNext units: ``BN(m ⊙ p [⊙ r])`` where ``m`` is the (N, 1, 1, C) attention
+    equals ``((g·m) ⊙ p [⊙ r]) + h``: the BN scale moves onto the 1×1 attention and only the
+    shift stays at full resolution. Returns ``{multiply name: (input index, g)}`` and
+    ``{bn name: h}`` for every BN where the chain of Multiply layers (each used only by the
+    next) reaches a 1×1 operand within two steps."""
+    scaled, shifted = {}, {}
+    for layer in model.layers:
+        if not _is_inference_bn(layer):
+            continue
+        inbound = _inbound(model, layer)
+        if len(inbound) != 1:
+            continue
+        target = _channel_map_operand(model, inbound[0], consumers, producers, depth=2)
+        if target is None:
+            continue
+        multiply, index = target
+        scale, shift = bn_affine(layer)
+        scaled[multiply.name] = (index, scale)
+        shifted[layer.name] = shift
+    return scaled, shifted
+
+
+def _channel_map_operand(model, tensor, consumers, producers, depth):
+    producer = producers.get(id(tensor))
+    if type(producer) is not tf.keras.layers.Multiply or len(consumers.get(id(tensor), [])) != 1:
+        return None
+    operands = _inbound(model, producer)
+    for index, operand in enumerate(operands):
+        if _is_channel_map(operand) and operand.shape[-1] == tensor.shape[-1]:
+            return producer, index
+    if depth > 1:
+        for operand in operands:
+            found = _channel_map_operand(model, operand, consumers, producers, depth - 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _trimmed_zero_padding(layer, inbound, users):
