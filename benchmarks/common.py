@@ -59,10 +59,30 @@ def pokebnn(width: float = 1.0, size: int = 224, seed: int = 0):
     return model
 
 
+def calibrate_batch_norms(model, batch: np.ndarray):
+    """Set every BatchNormalization's moving statistics to the moments of its input on
+    ``batch`` (in layer order, so each sees the already calibrated layers before it), as a
+    trained network's would be. Without it, random BN statistics do not normalise and BNext's
+    ELM products multiply magnitudes: logits reach 1e7 and any float reassociation flips them."""
+    import tensorflow as tf
+
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.BatchNormalization):
+            continue
+        probe = tf.keras.Model(model.inputs, layer.input)
+        values = np.asarray(probe(batch, training=False), np.float64)
+        axes = tuple(range(values.ndim - 1))
+        layer.moving_mean.assign(values.mean(axis=axes).astype(np.float32))
+        layer.moving_variance.assign(values.var(axis=axes).astype(np.float32))
+    return model
+
+
 def bnext_t(size: int = 224, seed: int = 0):
+    """BNext-T with random parameters and batch-norm statistics calibrated on random images."""
     from larq_poke.zoo import BNextT
 
-    return randomize(BNextT(input_shape=(size, size, 3)), seed)
+    model = randomize(BNextT(input_shape=(size, size, 3)), seed)
+    return calibrate_batch_norms(model, images(4, size, seed=seed + 7))
 
 
 def quicknet(size: int = 224, seed: int = 0):
