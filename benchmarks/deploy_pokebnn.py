@@ -19,7 +19,18 @@ import common
 FORBIDDEN = ("TILE", "TRANSPOSE", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2")
 
 
-def describe(label: str, model, result, seconds: float) -> dict:
+def input_sensitivity(model, samples, relative: float) -> float:
+    """Max |change| of the Keras logits when the input is perturbed by ``relative`` noise: how
+    far binarizer flips alone move this model (a random network amplifies every flip)."""
+    import numpy as np
+
+    noise = np.random.default_rng(3).standard_normal(samples.shape).astype(np.float32)
+    reference = model.predict(samples, verbose=0)
+    perturbed = model.predict(samples * (1 + relative * noise), verbose=0)
+    return float(np.abs(perturbed - reference).max())
+
+
+def describe(label: str, model, result, seconds: float, samples) -> dict:
     from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
 
     report = result.report
@@ -44,6 +55,9 @@ def describe(label: str, model, result, seconds: float) -> dict:
         print(f"  parity vs the original Keras model ({parity.num_samples} random images): "
               f"max |diff| {parity.max_abs_diff:.3g} (max |logit| {parity.max_abs_reference:.3g}), "
               f"top-1 agreement {parity.top1_agreement:.0%}")
+        moves = ", ".join(f"{eps:g}: {input_sensitivity(model, samples, eps):.3g}"
+                          for eps in (1e-6, 1e-5))
+        print(f"  Keras logits under relative input noise (max |change|): {moves}")
     return {"fused": fused, "per_conv": glue["per_binary_conv"], "size": size, "packed": packed,
             "seconds": report.conversion_seconds}
 
@@ -61,10 +75,10 @@ def main() -> None:
     model = common.pokebnn(args.width, args.size)
     start = time.perf_counter()
     result = convert(model, sample_inputs=samples)
-    fp = describe("PokeBNN float32", model, result, time.perf_counter() - start)
+    fp = describe("PokeBNN float32", model, result, time.perf_counter() - start, samples)
     start = time.perf_counter()
     result8 = convert(model, int8=True, sample_inputs=samples)
-    q8 = describe("PokeBNN int8", model, result8, time.perf_counter() - start)
+    q8 = describe("PokeBNN int8", model, result8, time.perf_counter() - start, samples)
     line = (f"pokebnn: bconv={fp['fused']}/48 per_pokeconv={fp['per_conv']:.2f} "
             f"convert_s={fp['seconds']:.1f} float_mb={fp['size'] / 1e6:.2f} "
             f"int8_mb={q8['size'] / 1e6:.2f} packed_mb={q8['packed'] / 1e6:.2f} "
@@ -73,7 +87,7 @@ def main() -> None:
         bnext = common.bnext_t(args.size)
         start = time.perf_counter()
         result_b = convert(bnext, sample_inputs=samples)
-        b = describe("BNext-T float32", bnext, result_b, time.perf_counter() - start)
+        b = describe("BNext-T float32", bnext, result_b, time.perf_counter() - start, samples)
         line += (f" | bnext_t: bconv={b['fused']} per_conv={b['per_conv']:.2f} "
                  f"convert_s={b['seconds']:.1f} float_mb={b['size'] / 1e6:.2f} "
                  f"packed_mb={b['packed'] / 1e6:.2f}")

@@ -59,6 +59,7 @@ from larq_poke.converters.deploy_common import (
     as_numpy,
     binary_conv,
     bn_affine,
+    full_map_mean,
     padding_correction,
 )
 from larq_poke.converters.rewrites import register_rewrite
@@ -194,15 +195,10 @@ class MixedMeans(GraphLayer):
             raise ValueError("MixedMeans needs the mix's per-channel scale")
         self._scale = np.asarray(scale, np.float32)
 
-    @staticmethod
-    def _mean(x):
-        h, w = x.shape[1], x.shape[2]
-        return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")
-
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         a, b = inputs
-        return self._scale * self._mean(a) + (np.float32(1.0) - self._scale) * self._mean(b)
+        return self._scale * full_map_mean(a) + (np.float32(1.0) - self._scale) * full_map_mean(b)
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape[1]).as_list()

@@ -21,6 +21,7 @@ __all__ = [
     "bn_affine",
     "binary_conv",
     "channel_prelu",
+    "full_map_mean",
     "same_paddings",
     "padding_correction",
 ]
@@ -100,9 +101,18 @@ def channel_prelu(x, alpha: np.ndarray):
     """``x >= 0 ? x : alpha * x`` with a per-channel constant ``alpha``, as one TFLite PRELU.
 
     Written in Keras' PReLU formula, which the TFLite converter turns into a single PRELU op
-    (other spellings become 2 to 5 ops). Measured on x86-64 on a 56x56x256 map: PRELU 0.30 ms,
-    MUL + MAXIMUM (``max(x, alpha * x)``, the same function for alpha <= 1) 0.64 ms, an ADD of
-    two such maps 0.36 ms.
+    (other spellings become 2 to 5 ops). On x86-64 on a 56x56x256 map
+    (``benchmarks/tflite_op_costs.py``): PRELU 0.32 ms, MUL + MAXIMUM (``max(x, alpha * x)``, the
+    same function for alpha <= 1) 0.67 ms, an ADD of two such maps 0.37 ms.
     """
     alpha = np.asarray(alpha, np.float32).reshape(1, 1, -1)
     return tf.nn.relu(x) + (-alpha) * tf.nn.relu(-x)
+
+
+def full_map_mean(x):
+    """Mean over H and W, (N, 1, 1, C): one AVERAGE_POOL_2D over the whole map when the map size
+    is static (larq-zoo's global pool), a MEAN otherwise."""
+    h, w = x.shape[1], x.shape[2]
+    if h is None or w is None:
+        return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")

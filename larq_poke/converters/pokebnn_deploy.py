@@ -78,6 +78,7 @@ from larq_poke.converters.deploy_common import (
     binary_conv,
     bn_affine,
     channel_prelu,
+    full_map_mean,
     padding_correction,
     same_paddings,
 )
@@ -119,24 +120,18 @@ class MissingQuantizationInfoError(QuantizationInfoError):
 
 
 # --- numpy helpers ------------------------------------------------------------------------------
-_np = as_numpy
-_bn_affine = bn_affine
-_ConvSpec = ConvSpec
-_binary_conv = binary_conv
-
-
 def _quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np.ndarray:
     quantizer = getattr(layer, attribute)
     kernel = getattr(layer, weight)
-    return np.asarray(quantizer(kernel), np.float32) if quantizer is not None else _np(kernel)
+    return np.asarray(quantizer(kernel), np.float32) if quantizer is not None else as_numpy(kernel)
 
 
 def _dprelu_terms(dprelu: DPReLU):
-    pos = _np(dprelu.pos_slope).copy()
+    pos = as_numpy(dprelu.pos_slope).copy()
     tiny = np.abs(pos) < _TINY_SLOPE
     pos[tiny] = np.where(pos[tiny] < 0, -_TINY_SLOPE, _TINY_SLOPE)
-    alpha = (_np(dprelu.neg_slope) / pos).astype(np.float32)
-    return _np(dprelu.bias_x), pos, alpha, _np(dprelu.bias_y)
+    alpha = (as_numpy(dprelu.neg_slope) / pos).astype(np.float32)
+    return as_numpy(dprelu.bias_x), pos, alpha, as_numpy(dprelu.bias_y)
 
 
 # --- activation quantizers as plain ops ---------------------------------------------------------
@@ -155,7 +150,7 @@ class _ActivationQuant:
         self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
         if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
             raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
-        self.bounds = _np(quantizer.bounds)
+        self.bounds = as_numpy(quantizer.bounds)
         self.active = self.bounds >= 0
         safe = np.where(self.active, self.bounds, 1.0).astype(np.float32)
         if self.unsigned:
@@ -168,13 +163,7 @@ class _ActivationQuant:
     def calibrated(self) -> bool:
         return bool(self.active.all())
 
-    def integer_call(self, x, nonnegative: bool = False):
-        """The quantized levels (integers) before the division by the scale, or None when some
-        channel is not quantized. The caller folds ``1 / self.scale`` into the next linear op;
-        ``nonnegative`` says ``x >= 0`` already (an unsigned quantizer then skips its lower
-        clip, which cannot bind)."""
-        if not self.active.all():
-            return None
+    def _levels(self, x, nonnegative: bool = False):
         scale = tf.constant(self.scale)
         if self.unsigned:
             levels = tf.floor(x * scale)
@@ -184,16 +173,17 @@ class _ActivationQuant:
         levels = 2.0 ** (self.bits - 1) - 1.0
         return tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5)
 
+    def integer_call(self, x, nonnegative: bool = False):
+        """The quantized levels (integers) before the division by the scale, or None when some
+        channel is not quantized. The caller folds ``1 / self.scale`` into the next linear op;
+        ``nonnegative`` says ``x >= 0`` already (an unsigned quantizer then skips its lower
+        clip, which cannot bind)."""
+        return self._levels(x, nonnegative) if self.active.all() else None
+
     def float_call(self, x):
         if not self.active.any():
             return x
-        scale = tf.constant(self.scale)
-        if self.unsigned:
-            top = 2.0**self.bits - 1.0
-            q = tf.clip_by_value(tf.floor(x * scale), 0.0, top) / scale
-        else:
-            levels = 2.0 ** (self.bits - 1) - 1.0
-            q = tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5) / scale
+        q = self._levels(x) / tf.constant(self.scale)
         if self.active.all():
             return q
         mask = tf.constant(self.active.astype(np.float32))
@@ -248,11 +238,7 @@ class FullMapAveragePool(GraphLayer):
 
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
-        h, w = inputs.shape[1], inputs.shape[2]
-        if h is None or w is None:
-            pooled = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
-        else:
-            pooled = tf.nn.avg_pool2d(inputs, (h, w), (h, w), "VALID")
+        pooled = full_map_mean(inputs)
         if self.flatten:
             return tf.reshape(pooled, [-1, inputs.shape[-1]])
         return pooled
@@ -342,16 +328,16 @@ class _SqueezeExcite:
         self.q1 = _ActivationQuant(se.fc1.input_quantizer, f"{name}/fc1 input")
         self.q2 = _ActivationQuant(se.fc2.input_quantizer, f"{name}/fc2 input")
         self.w1 = _quantized_kernel(se.fc1)
-        self.b1 = _np(se.fc1.bias)
+        self.b1 = as_numpy(se.fc1.bias)
         self.w2 = _quantized_kernel(se.fc2)
-        self.b2 = _np(se.fc2.bias)
+        self.b2 = as_numpy(se.fc2.bias)
 
     @staticmethod
     def _unscaled(kernel: np.ndarray, quant: "_ActivationQuant") -> np.ndarray:
         return (kernel / quant.scale.reshape(1, 1, -1, 1)).astype(np.float32)
 
     def __call__(self, x, int8: bool):
-        squeezed = _full_map_mean(x)
+        squeezed = full_map_mean(x)
         if int8:
             h = _fake_quant(squeezed, *self.q1.int8_range())
             h = tf.nn.conv2d(h, _fake_quant_weights(self.w1), 1, "VALID") + self.b1
@@ -374,13 +360,6 @@ class _SqueezeExcite:
         return tf.nn.relu6(v + (self.b2 + np.float32(3.0)))
 
 
-def _full_map_mean(x):
-    h, w = x.shape[1], x.shape[2]
-    if h is None or w is None:
-        return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")
-
-
 class DeployablePokeConv(GraphLayer):
     """A :class:`~larq_poke.layers.PokeConv` in LCE-friendly form (see the module docstring).
 
@@ -395,18 +374,18 @@ class DeployablePokeConv(GraphLayer):
         # Keep plain facts, not the source layers (attributes holding layers would be tracked
         # as sublayers of this one).
         conv = source.conv
-        self._conv_spec = _ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding)
+        self._conv_spec = ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding)
         kernel = _quantized_kernel(source.conv)  # +-(max|w| + eps)/2 per output channel
         act = float(np.asarray(source.conv.input_quantizer(tf.constant([1.0])))[0])  # 1.5
         weight_scale = np.max(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0)
         self._sign_kernel = np.where(kernel >= 0, 1.0, -1.0).astype(np.float32)
         a = (np.float32(act) * weight_scale).astype(np.float32)
-        g_a, h_a = _bn_affine(source.bn)
+        g_a, h_a = bn_affine(source.bn)
         b_x, pos, alpha, b_y = _dprelu_terms(source.dprelu)
         self._conv_scale = (a * g_a).astype(np.float32)
         self._conv_shift = (h_a - b_x).astype(np.float32)
         self._alpha = alpha
-        g_b, h_b = _bn_affine(source.bn_split)
+        g_b, h_b = bn_affine(source.bn_split)
         # The SE returns 6 x its gate (see _SqueezeExcite): the / 6 is folded in here.
         self._gate_scale = (g_b * pos / np.float32(6.0)).astype(np.float32)
         self._gate_shift_scale = (g_b * b_y / np.float32(6.0)).astype(np.float32)
@@ -430,7 +409,7 @@ class DeployablePokeConv(GraphLayer):
                 self._sign_kernel, x_shape, tuple(self._conv_spec.strides)
             )
             self._correction = (-correction * self._conv_scale).astype(np.float32)
-        self.conv = _binary_conv(self._conv_spec, "conv", pad_values)
+        self.conv = binary_conv(self._conv_spec, "conv", pad_values)
         self.conv.build(x_shape)
         self.conv.kernel.assign(self._sign_kernel)
         super().build(input_shape)
@@ -484,12 +463,12 @@ class DeployablePokeInit(GraphLayer):
         self._q2 = _ActivationQuant(
             source.conv_group.input_quantizer, f"{source.name}/conv_group input"
         )
-        g1, h1 = _bn_affine(source.bn)
+        g1, h1 = bn_affine(source.bn)
         bx1, p1, a1, by1 = _dprelu_terms(source.dprelu)
         self._w1 = (_quantized_kernel(source.conv) * g1).astype(np.float32)
         self._b1 = (h1 - bx1).astype(np.float32)
         self._p1, self._by1 = p1, by1
-        g2, h2 = _bn_affine(source.bn_group)
+        g2, h2 = bn_affine(source.bn_group)
         bx2, p2, a2, by2 = _dprelu_terms(source.dprelu_group)
         dw = _quantized_kernel(source.conv_group, "depthwise_quantizer", "depthwise_kernel")
         self._multiplier = int(dw.shape[-1])
@@ -497,17 +476,7 @@ class DeployablePokeInit(GraphLayer):
         self._b2 = (h2 - bx2).astype(np.float32)
         self._p2, self._by2 = p2, by2
         self._alphas = (a1, a2)
-        self.prelu1 = tf.keras.layers.PReLU(shared_axes=[1, 2], name="prelu")
-        self.prelu2 = tf.keras.layers.PReLU(shared_axes=[1, 2], name="prelu_group")
         self._filters = dw.shape[2] * dw.shape[3]
-
-    def build(self, input_shape):
-        shape = tf.TensorShape(input_shape)
-        self.prelu1.build(shape[:-1].concatenate([self._w1.shape[-1]]))
-        self.prelu1.alpha.assign(self._alphas[0].reshape(1, 1, -1))
-        self.prelu2.build(shape[:-1].concatenate([self._filters]))
-        self.prelu2.alpha.assign(self._alphas[1].reshape(1, 1, -1))
-        super().build(input_shape)
 
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
@@ -525,7 +494,7 @@ class DeployablePokeInit(GraphLayer):
         x = _fake_quant(inputs, *self._q1.int8_range())
         y = tf.nn.conv2d(x, _fake_quant_weights(self._w1), 4, "VALID") + self._b1
         y = _fake_quant(y, *self._ranges[0])
-        y = self.prelu1(y) * self._p1 - self._by1
+        y = channel_prelu(y, self._alphas[0]) * self._p1 - self._by1
         y = _fake_quant(y, *self._q2.int8_range())
         # Per-tensor weight range: a per-channel fake quant on the (3, 3, C, multiplier)
         # depthwise kernel would quantize along the multiplier axis, not the output channels.
@@ -535,7 +504,7 @@ class DeployablePokeInit(GraphLayer):
         )
         y = tf.nn.depthwise_conv2d(y, kernel, [1, 1, 1, 1], "SAME") + self._b2
         y = _fake_quant(y, *self._ranges[1])
-        return self.prelu2(y) * self._p2 - self._by2
+        return channel_prelu(y, self._alphas[1]) * self._p2 - self._by2
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape).as_list()
@@ -563,12 +532,12 @@ class DeployableHead(GraphLayer):
             else None
         )
         self._kernel = _quantized_kernel(dense)
-        self._bias = _np(dense.bias) if dense.use_bias else None
+        self._bias = as_numpy(dense.bias) if dense.use_bias else None
         self._logit_range = logit_range
 
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
-        x = _full_map_mean(inputs)  # (N, 1, 1, C)
+        x = full_map_mean(inputs)  # (N, 1, 1, C)
         kernel = self._kernel.reshape((1, 1) + self._kernel.shape)
         if self.int8:
             x = _fake_quant(x, *self._q.int8_range())
@@ -704,7 +673,7 @@ def _check_calibrated(model) -> None:
     missing = [
         name
         for name, quantizer in _multibit_quantizers(model)
-        if not np.all(_np(quantizer.bounds) >= 0)
+        if not np.all(as_numpy(quantizer.bounds) >= 0)
     ]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
@@ -737,7 +706,7 @@ def _measure_int8_ranges(model, calibration_inputs) -> dict:
             stem_input = tf.keras.Model(float_model.inputs, layer.input)(images)
             x = layer._q1.float_call(stem_input)
             y1 = tf.nn.conv2d(x, tf.constant(layer._w1), 4, "VALID") + layer._b1
-            y = layer._q2.float_call(layer.prelu1(y1) * layer._p1 - layer._by1)
+            y = layer._q2.float_call(channel_prelu(y1, layer._alphas[0]) * layer._p1 - layer._by1)
             y2 = tf.nn.depthwise_conv2d(y, tf.constant(layer._w2), [1, 1, 1, 1], "SAME")
             ranges[layer.name] = (_range(y1), _range(y2 + layer._b2))
         elif isinstance(layer, DeployableHead):
@@ -764,7 +733,7 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
     """
     images = np.asarray(images, np.float32)
     quantizers = list(_multibit_quantizers(model))
-    saved = {name: _np(q.bounds) for name, q in quantizers}
+    saved = {name: as_numpy(q.bounds) for name, q in quantizers}
     peaks = {name: [] for name, _ in quantizers}
 
     def probing(name, call):
