@@ -19,7 +19,9 @@ Definitions (per image, batch ignored):
   (the convention that reproduces BNext's published degrees).
 * **Packed size**: binary weights at 1 bit, k-bit weights at k bits, everything else fp32;
   BatchNorm counts 2 values per channel (its inference scale and offset), like
-  ``larq.models.summary``.
+  ``larq.models.summary``. **Storable size**: the same with multi-bit weights rounded up to int8 /
+  int16 (TFLite stores no int2 / int4): what an int8 LCE file can hold at
+  best.
 
 Elementwise work (BN, activations, residual adds, pooling, SE multiplies) is not counted, as in
 the official ACE accounting.
@@ -205,9 +207,17 @@ def _input_bits(layer, producer_bits) -> Optional[int]:
     return bits if bits is not None else producer_bits
 
 
-def _weight_storage_bits(variable) -> int:
+def _weight_storage_bits(variable, byte_aligned: bool = False) -> int:
+    """Bits per stored value: the quantizer's precision, fp32 for unquantized weights. With
+    ``byte_aligned``, multi-bit weights take the next TFLite integer type (int8, int16, else
+    32 bits: TFLite has no int2 / int4 storage); binary weights stay at 1 bit (LCE bit-packs)."""
     bits = getattr(variable, "precision", None)
-    return int(bits) if bits else 32
+    if not bits:
+        return 32
+    bits = int(bits)
+    if not byte_aligned or bits == 1:
+        return bits
+    return next(width for width in (8, 16, 32) if bits <= width or width == 32)
 
 
 def _conv_macs(layer, in_shape, out_shape):
@@ -274,10 +284,10 @@ def _kind(op, w_bits, a_bits):
     return f"{precision} {op}"
 
 
-def _packed_bits(layer, weights) -> int:
+def _packed_bits(layer, weights, byte_aligned: bool = False) -> int:
     if isinstance(layer, tf.keras.layers.BatchNormalization) and weights:
         return 2 * int(np.prod(layer.moving_mean.shape)) * 32
-    return sum(int(np.prod(w.shape)) * _weight_storage_bits(w) for w in weights)
+    return sum(int(np.prod(w.shape)) * _weight_storage_bits(w, byte_aligned) for w in weights)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,7 +336,7 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
 
     rows: List[LayerCost] = []
     seen_weights = set()
-    packed_bits = 0
+    packed_bits = storable_bits = 0
     for rec in records:
         layer = rec["layer"]
         if isinstance(layer, lq.quantizers.Quantizer):
@@ -343,6 +353,7 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         seen_weights.update(id(w) for w in own)
         params = int(sum(np.prod(w.shape) for w in own))
         packed_bits += _packed_bits(layer, own)
+        storable_bits += _packed_bits(layer, own, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])
         if not terms:
             if params:
@@ -385,6 +396,7 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         "params": int(model.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "packed_size_bytes": int(math.ceil(packed_bits / 8)),
+        "storable_size_bytes": int(math.ceil(storable_bits / 8)),
         "binarization_degree": bops / (64 * ops) if ops else 0.0,
         "binarization_degree_8bit": bops / (64 * ops_8bit) if ops_8bit else 0.0,
     }
@@ -437,6 +449,9 @@ def _format_report(report: CostReport, all_layers: bool) -> str:
         f"Params:              {t['params']:,}  ({t['trainable_params']:,} trainable)",
         f"Packed size:         {t['packed_size_bytes'] / 2**20:.2f} MiB  ({t['packed_size_bytes']:,} bytes; "
         "binary weights 1 bit, k-bit weights k bits, the rest fp32)",
+        f"Storable size:       {t['storable_size_bytes'] / 2**20:.2f} MiB  "
+        f"({t['storable_size_bytes']:,} bytes; as packed, but multi-bit weights at 8 bits at least: "
+        "what an int8 TFLite file can hold)",
     ]
     return "\n".join(lines)
 

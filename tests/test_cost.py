@@ -89,6 +89,22 @@ def test_hand_computed_model():
     assert t["params"] == model.count_params()
 
 
+def test_packed_and_storable_size_of_multibit_weights():
+    from larq_poke.quantizers import SignedWeightQuantizer
+
+    inputs = tf.keras.Input((8, 8, 16))
+    x = lq.layers.QuantConv2D(32, 3, padding="same", kernel_quantizer=SignedWeightQuantizer(4))(inputs)
+    x = lq.layers.QuantConv2D(32, 1, use_bias=False, kernel_quantizer=SignedWeightQuantizer(12))(x)
+    x = lq.layers.QuantConv2D(64, 3, padding="same", use_bias=False, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(x)
+    model = tf.keras.Model(inputs, x)
+    w4, bias, w12, w1 = 3 * 3 * 16 * 32, 32, 32 * 32, 3 * 3 * 32 * 64
+    t = profile(model).totals
+    assert t["packed_size_bytes"] == (4 * w4 + 32 * bias + 12 * w12 + w1) // 8
+    # TFLite holds the 4-bit kernel as int8 and the 12-bit one as int16; binary stays 1 bit.
+    assert t["storable_size_bytes"] == (8 * w4 + 32 * bias + 16 * w12 + w1) // 8
+
+
 def test_float_bits_parameter():
     inputs = tf.keras.Input((4, 4, 8))
     model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(8, 1, use_bias=False)(inputs))

@@ -144,6 +144,10 @@ def test_packed_size_from_the_cost_report_or_a_note(good):
         assert any("packed size unavailable" in note for note in report.notes)
     else:
         assert report.packed_size_bytes > 0, report.notes
+        # only binary and float weights: nothing to round up to int8
+        assert report.storable_size_bytes == report.packed_size_bytes
+        assert report.to_dict()["storable_size_bytes"] == report.storable_size_bytes
+        assert "storable" in report.to_text()
 
 
 # --- a model with binary layers LCE cannot accelerate ----------------------------------------

@@ -27,8 +27,10 @@ Glossary of the dict keys:
   model) and shape; ``other_ops_between_binary_convs`` counts the rest (pooling, float convs, ...);
 * ``precision``: ``"float32"``, ``"int8"`` (all compute ops outside the binary convs are int8) or
   ``"mixed"``, read from the tensor types of the file, never from the request;
-* ``size_bytes`` vs ``packed_size_bytes``: the file vs the storable model (binary weights at one
-  bit, from :mod:`larq_poke.cost`; None when that module is unavailable);
+* ``size_bytes`` vs ``packed_size_bytes`` and ``storable_size_bytes``: the file vs the packed
+  model (binary weights at one bit, k-bit weights at k bits) and vs what TFLite can store at best
+  (multi-bit weights rounded up to int8 / int16), both from :mod:`larq_poke.cost`; None when that
+  module is unavailable;
 * ``parity``: Keras vs the LCE interpreter on sample inputs: ``max_abs_diff``, ``top1_agreement``
   (fraction of samples whose arg-max agrees, for outputs shaped ``(batch, classes)``).
 """
@@ -129,6 +131,7 @@ class ConversionReport:
     rewrites: List[str] = field(default_factory=list)
     conversion_seconds: Optional[float] = None
     op_sequence: str = ""
+    storable_size_bytes: Optional[int] = None
 
     # --- derived facts ------------------------------------------------------------------------
     @property
@@ -173,6 +176,7 @@ class ConversionReport:
             "precision": self.precision,
             "size_bytes": self.size_bytes,
             "packed_size_bytes": self.packed_size_bytes,
+            "storable_size_bytes": self.storable_size_bytes,
             "op_counts": dict(self.op_counts),
             "binary_layers": [fate.to_dict() for fate in self.binary_layers],
             "fully_binarized": self.fully_binarized,
@@ -205,6 +209,7 @@ class ConversionReport:
             precision=data["precision"],
             size_bytes=data["size_bytes"],
             packed_size_bytes=data.get("packed_size_bytes"),
+            storable_size_bytes=data.get("storable_size_bytes"),
             op_counts=dict(data["op_counts"]),
             binary_layers=[LayerFate.from_dict(d) for d in data["binary_layers"]],
             bconvs=[BconvInfo.from_dict(d) for d in data.get("bconvs", [])],
@@ -241,7 +246,11 @@ class ConversionReport:
         size = f"  file size {_bytes(self.size_bytes)}"
         if self.packed_size_bytes:
             ratio = self.size_bytes / self.packed_size_bytes
-            size += f"; packed model {_bytes(self.packed_size_bytes)} (file = {ratio:.2f} x packed)"
+            size += f"; packed model {_bytes(self.packed_size_bytes)} (file = {ratio:.2f} x packed"
+            if self.storable_size_bytes:
+                stored = self.size_bytes / self.storable_size_bytes
+                size += f", {stored:.2f} x the storable {_bytes(self.storable_size_bytes)}"
+            size += ")"
         if self.conversion_seconds is not None:
             size += f"; converted in {self.conversion_seconds:.1f} s"
         lines.append(size)

@@ -223,9 +223,11 @@ def convert(
         report.parity = Parity.skipped("verify=False")
 
     # Last, after conversion and parity: the cost profile instruments the model while tracing it.
-    report.packed_size_bytes, packed_note = _packed_size(original)
-    if packed_note:
-        report.notes.append(packed_note)
+    sizes, size_note = _packed_sizes(original)
+    report.packed_size_bytes = sizes.get("packed_size_bytes")
+    report.storable_size_bytes = sizes.get("storable_size_bytes")
+    if size_note:
+        report.notes.append(size_note)
 
     result = ConversionResult(flatbuffer=flatbuffer, report=report, model_info=info)
     if strict:
@@ -332,15 +334,18 @@ def fake_quant_ops(model) -> Counter:
 
 
 # --- report -----------------------------------------------------------------------------------
-def _packed_size(model) -> Tuple[Optional[int], Optional[str]]:
+def _packed_sizes(model) -> Tuple[dict, Optional[str]]:
+    """``{"packed_size_bytes": ..., "storable_size_bytes": ...}`` from the cost profile, or ``{}``
+    and a note saying why not."""
     try:
         from larq_poke.cost import profile
     except ImportError as err:
-        return None, f"packed size unavailable: larq_poke.cost cannot be imported ({err})"
+        return {}, f"packed size unavailable: larq_poke.cost cannot be imported ({err})"
     try:
-        return int(profile(model).to_dict()["totals"]["packed_size_bytes"]), None
+        totals = profile(model).totals
     except Exception as err:  # the cost model is optional for a conversion; say why it is missing
-        return None, f"packed size unavailable: larq_poke.cost failed ({type(err).__name__}: {err})"
+        return {}, f"packed size unavailable: larq_poke.cost failed ({type(err).__name__}: {err})"
+    return {key: int(totals[key]) for key in ("packed_size_bytes", "storable_size_bytes")}, None
 
 
 def _build_report(model, info: FlatbufferModel, fates, unmatched, *, target, int8, rewrites):
