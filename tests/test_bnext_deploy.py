@@ -22,7 +22,7 @@ from larq_poke.converters.bnext_deploy import (
 )
 from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
 from larq_poke.converters.rewrites import applicable_rewrites
-from larq_poke.layers.bnext import BNextBinaryConv2D, ScaleMix
+from larq_poke.layers.bnext import BNextBinaryConv2D, LearnableBias, ScaleMix
 from larq_poke.zoo.bnext import BNext
 
 GOLDEN_ARGMAX = [706, 706]
@@ -120,6 +120,14 @@ def test_deployable_keras_equals_original(model, images, reference, golden):
     assert sorted(layer.name for layer in affine if layer.name.endswith(".norm2")) == sorted(
         layer.name for layer in norm2
     )
+    # move biases: folded except before ELM units (their input feeds PReLU_1) and the second of
+    # two FFN_1x1 units on one tensor (only the difference of the two biases remains)
+    kept = sorted(layer.name for layer in deployable.layers if isinstance(layer, LearnableBias))
+    elm_moves = [layer.name.replace(".elm_mul", ".move") for layer in model.layers
+                 if layer.name.endswith(".elm_mul")]
+    assert kept == sorted(elm_moves)
+    residual = sorted(layer.name for layer in affine if layer.name.endswith(".move"))
+    assert residual == sorted(layer.name for layer in model.layers if layer.name.endswith(".FFN_2.move"))
 
 
 # --- LCE ----------------------------------------------------------------------------------------
@@ -152,15 +160,19 @@ def test_census_every_binary_conv_is_an_lce_bconv(converted, model):
 
 def test_float_glue_per_unit(converted, model):
     """Full-resolution elementwise ops per unit, derived from BNext's formulas after the rewrite:
-    the move ADD, PReLU_2, the attention MUL, BN_2's shift ADD and the residual ADD (5); an ELM
+    PReLU_2, the attention MUL, BN_2's shift ADD and the residual ADD (4); the move ADD only
+    where its input also feeds PReLU_1 (the ELM units) and for the second of two FFN_1x1 units
+    on one tensor (the first one's bias is folded into the shifts that make the tensor); an ELM
     unit adds PReLU_1 and the ELM MUL (2); each strided conv its correction ADD_N. The mix
     (2 MUL + 1 ADD) and BN_2's scale MUL no longer run at full resolution. Upper bounds: ops before
     the first binarizer are not counted."""
     units = [layer for layer in model.layers if isinstance(layer, ScaleMix)]
     elm = [layer for layer in model.layers if layer.name.endswith(".elm_mul")]
+    second_ffn = [layer for layer in model.layers if layer.name.endswith(".FFN_2.move")]
+    moves = len(elm) + len(second_ffn)
     census = full_resolution_elementwise_ops(converted.model_info)
     counts = census["counts"]
-    assert census["total"] <= 5 * len(units) + 2 * len(elm) + 2 + 1
+    assert census["total"] <= 4 * len(units) + moves + 2 * len(elm) + 2 + 1
     assert counts["MUL"] <= len(units) + len(elm)
-    assert counts["ADD"] <= 3 * len(units)
+    assert counts["ADD"] <= 2 * len(units) + moves
     assert counts["PRELU"] <= sum(isinstance(layer, tf.keras.layers.PReLU) for layer in model.layers)

@@ -36,8 +36,13 @@ onto the attention and only the shift stays at full resolution (:class:`ChannelA
 BNext-T that takes the full-resolution elementwise ops from 9.5 to 5.5 per binary conv. Both are
 the same function up to float rounding.
 
-``move`` (the learnable bias) stays the ADD before the sign; stride-1 convs are left as they are
-(LCE already fuses them). Only convs with ``zero_sign=1`` (Larq / LCE: sign(0) = +1) are
+**The move biases.** ``sign(x + b)`` needs ``x + b`` at full resolution, one ADD per binary conv.
+Where ``x`` is a unit's output ``(BN_2 shift) + residual`` or the stem's BN, ``b`` joins that
+shift for free and the tensor carries ``x + b``; the other consumers of ``x`` undo it for free
+(the next residual ADD's own BN_2 shift, the SE mean's 1×1 arithmetic, a second move's bias).
+Moves whose input also feeds a PReLU or a pool (the ELM units) stay ADDs. See :class:`_MoveFolds`.
+
+Stride-1 convs are left as they are (LCE already fuses them). Only convs with ``zero_sign=1`` (Larq / LCE: sign(0) = +1) are
 rewritten: LCE has no sign(0) = 0.
 
 ```python
@@ -187,18 +192,21 @@ class MixedMeans(GraphLayer):
     """``GAP(s·a + (1 − s)·b) = s·GAP(a) + (1 − s)·GAP(b)``: the SE input of a BNext unit from
     two full-map average pools and 1×1 arithmetic, instead of a full-resolution mix (2 MUL +
     1 ADD on the whole map) followed by one pool. ``scale`` is the mix's ``s`` (already
-    clipped where the unit clips it). Returns (N, 1, 1, C)."""
+    clipped where the unit clips it); ``offset`` an optional per-channel constant added to the
+    result (see :func:`bnext_deployable`: a folded move bias). Returns (N, 1, 1, C)."""
 
-    def __init__(self, scale=None, **kwargs):
+    def __init__(self, scale=None, offset=None, **kwargs):
         super().__init__(**kwargs)
         if scale is None:
             raise ValueError("MixedMeans needs the mix's per-channel scale")
         self._scale = np.asarray(scale, np.float32)
+        self._offset = None if offset is None else np.asarray(offset, np.float32)
 
     @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         a, b = inputs
-        return self._scale * full_map_mean(a) + (np.float32(1.0) - self._scale) * full_map_mean(b)
+        mean = self._scale * full_map_mean(a) + (np.float32(1.0) - self._scale) * full_map_mean(b)
+        return mean if self._offset is None else mean + self._offset
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape[1]).as_list()
@@ -276,6 +284,7 @@ def bnext_deployable(model):
             producers[id(_output(model, layer))] = layer
     pooled_mixes, skipped_pools = _pooled_mixes(model, consumers)
     scaled_multiplies, shifted_bns = _foldable_bn2(model, consumers, producers)
+    moves = _MoveFolds(model, consumers, producers, shifted_bns, pooled_mixes)
 
     tensors = {}
     for tensor in model.inputs:
@@ -302,8 +311,13 @@ def bnext_deployable(model):
                     pending[id(out)] = new.correction
                 else:
                     result = ConstantAdd(-new.correction, name=f"{layer.name}.pad_correction")(result)
+        elif layer.name in moves.moves:
+            rest = moves.moves[layer.name]  # None: the whole bias is already in the input
+            result = args[0] if rest is None else ChannelAffine(shift=rest, name=layer.name)(args[0])
         elif layer.name in pooled_mixes:
-            result = MixedMeans(pooled_mixes[layer.name], name=layer.name)(args)
+            result = MixedMeans(
+                pooled_mixes[layer.name], moves.mix_offsets.get(layer.name), name=layer.name
+            )(args)
         elif layer.name in skipped_pools:
             result = args[0]  # already the (N, 1, 1, C) mean
         elif layer.name in scaled_multiplies:
@@ -312,7 +326,9 @@ def bnext_deployable(model):
             args[index] = ChannelAffine(scale=scale, name=f"{layer.name}.bn_scale")(args[index])
             result = layer(args)
         elif layer.name in shifted_bns:
-            result = ChannelAffine(shift=shifted_bns[layer.name], name=layer.name)(args[0])
+            result = ChannelAffine(shift=moves.shift(layer.name), name=layer.name)(args[0])
+        elif layer.name in moves.bn_shifts:
+            result = _shifted_batch_norm(layer, moves.bn_shifts[layer.name])(args[0])
         elif len(inbound) == 1 and id(inbound[0]) in pending:
             correction = pending.pop(id(inbound[0]))
             scale, _ = bn_affine(layer)
@@ -395,6 +411,164 @@ def _channel_map_operand(model, tensor, consumers, producers, depth):
             if found is not None:
                 return found
     return None
+
+
+class _MoveFolds:
+    """Which move biases (``LearnableBias`` before a sign) fold into the op that makes their input.
+
+    A move computes ``x + b`` at full resolution. Where ``x`` is a unit's output
+    ``BN_2 shift + residual`` (through a linear ``Activation`` or a channel ``Concatenate``) or the
+    stem's BN, ``b`` joins that shift (or the BN's beta) for free, so the tensor carries
+    ``x' = x + b`` and the move disappears. Every other consumer of ``x`` must then take ``x'``
+    and undo ``b`` for free too: the next unit's residual ADD (its own BN_2 shift gets ``−b``),
+    the SE input mean (:class:`MixedMeans` gets a constant offset) and a second move on the
+    same tensor (it keeps only the difference of the two biases). Any other consumer (PReLU_1 of
+    an ELM unit, a pool) keeps the move as it is.
+
+    Attributes: ``moves`` ``{move name: remaining bias or None}``, ``mix_offsets``
+    ``{mix name: offset}``, ``bn_shifts`` ``{stem BN name: added beta}``; :meth:`shift` gives
+    the adjusted BN_2 shift.
+    """
+
+    def __init__(self, model, consumers, producers, shifted_bns, pooled_mixes):
+        from larq_poke.layers.bnext import LearnableBias
+
+        self._model, self._consumers, self._producers = model, consumers, producers
+        self._shifted, self._mixes = shifted_bns, pooled_mixes
+        self._deltas = {}  # BN_2 name -> change of its shift
+        self.moves, self.mix_offsets, self.bn_shifts = {}, {}, {}
+        outputs = {id(t) for t in model.outputs}
+        handled = set()
+        for layer in model.layers:
+            if not isinstance(layer, LearnableBias) or layer.name in handled:
+                continue
+            inbound = _inbound(model, layer)
+            if len(inbound) != 1:
+                continue
+            x = inbound[0]
+            if id(x) in outputs:
+                continue
+            users = consumers.get(id(x), [])
+            bias = as_numpy(layer.bias)
+            plan = self._plan(layer, x, users, bias)
+            if plan is None:
+                continue
+            producer_shifts, compensations = plan
+            for kind, name, delta in producer_shifts + compensations:
+                if kind == "bn2":
+                    self._deltas[name] = self._deltas.get(name, 0.0) + delta
+                elif kind == "bn":
+                    self.bn_shifts[name] = self.bn_shifts.get(name, 0.0) + delta
+                elif kind == "mix":
+                    self.mix_offsets[name] = self.mix_offsets.get(name, 0.0) + delta
+                else:  # "move": another move on x keeps the difference of the biases
+                    self.moves[name] = delta
+                    handled.add(name)
+            self.moves[layer.name] = None
+            handled.add(layer.name)
+
+    def shift(self, name):
+        """BN_2's full-resolution shift with the folded move biases."""
+        return (self._shifted[name] + self._deltas.get(name, 0.0)).astype(np.float32)
+
+    # --- planning ---------------------------------------------------------------------------
+    def _plan(self, move, x, users, bias):
+        from larq_poke.layers.bnext import LearnableBias
+
+        if not _is_channel_last_4d(x) or x.shape[-1] != bias.shape[0]:
+            return None
+        producer_shifts = self._absorbers(x, bias, depth=3)
+        if producer_shifts is None:
+            return None
+        compensations = []
+        for user in users:
+            if user is move:
+                continue
+            if isinstance(user, LearnableBias) and user.name not in self.moves:
+                compensations.append(("move", user.name, (as_numpy(user.bias) - bias).astype(np.float32)))
+            elif isinstance(user, ScaleMix) and user.name in self._mixes:
+                operands = _inbound(self._model, user)
+                if len(operands) != 2 or operands[0] is operands[1]:
+                    return None
+                s = self._mixes[user.name]
+                weight = s if operands[0] is x else np.float32(1.0) - s
+                compensations.append(("mix", user.name, -weight * bias))
+            elif type(user) is tf.keras.layers.Add:
+                shift = self._shift_operand(user, exclude=x)
+                if shift is None:
+                    return None
+                compensations.append(("bn2", shift, -bias))
+            else:
+                return None
+        return producer_shifts, compensations
+
+    def _only_user(self, tensor, layer) -> bool:
+        users = self._consumers.get(id(tensor), [])
+        return len(users) == 1 and users[0] is layer
+
+    def _shift_operand(self, add, exclude=None):
+        """The name of a BN_2 (now a full-resolution shift) that only feeds the 2-input ``add``,
+        as one of its operands other than ``exclude``."""
+        operands = _inbound(self._model, add)
+        if len(operands) != 2:
+            return None
+        for operand in operands:
+            if operand is exclude:
+                continue
+            producer = self._producers.get(id(operand))
+            if producer is not None and producer.name in self._shifted and self._only_user(operand, add):
+                return producer.name
+        return None
+
+    def _absorbers(self, x, bias, depth):
+        """[(kind, name, delta)]: shifts that, changed by ``delta``, add ``bias`` to ``x``."""
+        producer = self._producers.get(id(x))
+        if producer is None or depth == 0:
+            return None
+        if producer.name in self._shifted:
+            return [("bn2", producer.name, bias)]
+        if type(producer) is tf.keras.layers.Add:
+            name = self._shift_operand(producer)
+            return None if name is None else [("bn2", name, bias)]
+        if type(producer) is tf.keras.layers.Activation and producer.get_config()["activation"] == "linear":
+            (inner,) = _inbound(self._model, producer)
+            if not self._only_user(inner, producer):
+                return None
+            return self._absorbers(inner, bias, depth - 1)
+        if type(producer) is tf.keras.layers.Concatenate and producer.axis in (-1, 3):
+            found, start = [], 0
+            for part in _inbound(self._model, producer):
+                width = int(part.shape[-1])
+                if not self._only_user(part, producer):
+                    return None
+                inner = self._absorbers(part, bias[start:start + width], depth - 1)
+                if inner is None:
+                    return None
+                found += inner
+                start += width
+            return found
+        if (
+            _is_inference_bn(producer)
+            and producer.center
+            and not isinstance(self._producers.get(id(_inbound(self._model, producer)[0])), BNextBinaryConv2D)
+        ):
+            return [("bn", producer.name, bias)]
+        return None
+
+
+def _is_channel_last_4d(tensor) -> bool:
+    return len(tensor.shape) == 4 and tensor.shape[-1] is not None
+
+
+def _shifted_batch_norm(layer, delta):
+    """A copy of an inference BatchNormalization (with a beta) with ``delta`` added to it."""
+    new = tf.keras.layers.BatchNormalization.from_config(layer.get_config())
+    new.build(layer.input_shape)
+    weights = layer.get_weights()  # [gamma,] beta, moving_mean, moving_variance
+    index = 1 if layer.scale else 0
+    weights[index] = (weights[index] + delta).astype(np.float32)
+    new.set_weights(weights)
+    return new
 
 
 def _trimmed_zero_padding(layer, inbound, users):
