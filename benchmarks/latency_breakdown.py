@@ -12,11 +12,18 @@ Converts four files and times them in one interleaved run (LCE interpreter, indi
 
 The two cut-down files compute a different function; they exist to split the time. For each
 file the script prints the median latency, the ratio to QuickNet and O = ratio / BOPs ratio
-(BOPs are the same 48 binary convs in all three). ``binary``'s O is the floor that LCE's binary
-kernels and the sign of the inputs alone give on this CPU; the gaps to ``residuals`` and
-``pokebnn`` are the memory-bound float glue, already at the minimum op count
-(see ``larq_poke.converters.pokebnn_deploy``). Last line:
-``breakdown: binary_overhead=... residuals_overhead=... pokebnn_overhead=... glue_ms=...``.
+(BOPs are the same 48 binary convs in all three), and how many binary convs write bit-packed
+output (none in any variant: the float output of every conv is written, as the real model needs
+it for the residual). ``binary``'s O is the floor that LCE's binary kernels give on this CPU; the
+gaps to ``residuals`` and ``pokebnn`` are the memory-bound float glue, already at the minimum op
+count (see ``larq_poke.converters.pokebnn_deploy``).
+
+Why PokeBNN pays more glue per binary MAC than QuickNet: glue work scales with the binary convs'
+output elements, binary work with their MACs. The script prints both models' output elements per
+binary MAC from ``larq_poke.cost`` (PokeBNN's 1x1 convs do C_in MACs per output value, a 3x3
+conv 9 C_in). Last line:
+``breakdown: binary_overhead=... residuals_overhead=... pokebnn_overhead=... glue_ms=...
+outputs_per_mac_ratio=...``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,15 @@ def _cut_call(stop: str):
     return call
 
 
+def binary_outputs_per_mac(report) -> float:
+    """Output values written by the binary convs per binary MAC (a ``larq_poke.cost`` report)."""
+    import numpy as np
+
+    binary = [row for row in report.layers if row.bops]
+    values = sum(int(np.prod(row.output_shape[1:])) for row in binary)
+    return values / sum(row.bops for row in binary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -60,7 +76,11 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="larq_poke_breakdown_")
     quicknet = common.quicknet(args.size)
     pokebnn = common.pokebnn(1.0, args.size)
-    bops_ratio = profile(pokebnn).totals["bops"] / profile(quicknet).totals["bops"]
+    costs = {"quicknet": profile(quicknet), "pokebnn": profile(pokebnn)}
+    bops_ratio = costs["pokebnn"].totals["bops"] / costs["quicknet"].totals["bops"]
+    intensity = {key: binary_outputs_per_mac(report) for key, report in costs.items()}
+    for key, value in intensity.items():
+        print(f"{key}: {value * 1e6:.0f} binary-conv output values per million binary MACs")
     paths = {"quicknet": convert(quicknet, verify=False).save(os.path.join(folder, "quicknet.tflite"))}
     full_call = DeployablePokeConv.call
     try:
@@ -68,8 +88,10 @@ def main() -> None:
             DeployablePokeConv.call = full_call if key == "pokebnn" else _cut_call(key)
             result = convert(pokebnn, verify=False)
             paths[key] = result.save(os.path.join(folder, f"{key}.tflite"))
-            print(f"{key}: {sum(result.report.op_counts.values())} ops, "
-                  f"{result.report.op_counts.get('LceBconv2d', 0)} LceBconv2d")
+            report = result.report
+            print(f"{key}: {sum(report.op_counts.values())} ops, "
+                  f"{report.op_counts.get('LceBconv2d', 0)} LceBconv2d, "
+                  f"{report.bitpacked_outputs} with bit-packed output")
     finally:
         DeployablePokeConv.call = full_call
 
@@ -89,7 +111,8 @@ def main() -> None:
           f"{medians['pokebnn'] - medians['residuals']:.1f} ms)")
     print(f"breakdown: binary_overhead={overheads['binary']:.2f} "
           f"residuals_overhead={overheads['residuals']:.2f} "
-          f"pokebnn_overhead={overheads['pokebnn']:.2f} glue_ms={glue:.1f}")
+          f"pokebnn_overhead={overheads['pokebnn']:.2f} glue_ms={glue:.1f} "
+          f"outputs_per_mac_ratio={intensity['pokebnn'] / intensity['quicknet']:.2f}")
 
 
 if __name__ == "__main__":
