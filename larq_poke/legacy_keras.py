@@ -41,3 +41,34 @@ def ensure_legacy_keras():
     if not keras_module.startswith("tf_keras"):
         version = getattr(sys.modules.get("keras"), "__version__", "3")
         raise ImportError(_HOW_TO_FIX.format(version=version))
+    _route_submodule_imports_to_tf_keras(tf)
+
+
+def _route_submodule_imports_to_tf_keras(tf) -> None:
+    """Make ``import tensorflow.keras.<x>`` load Keras 2 as well.
+
+    The ``tf.keras`` attribute is resolved lazily, but module-path imports (``from
+    tensorflow.keras.optimizers.legacy import Optimizer``, as Larq does) search the directories
+    that ``tensorflow/__init__`` put on ``tensorflow.__path__`` when TensorFlow was imported:
+    Keras 3's, if ``TF_USE_LEGACY_KERAS`` was unset then. Put ``tf_keras``'s in its place, as
+    TensorFlow does itself when the variable is set before its import. A ``tensorflow.keras``
+    module already imported from Keras 3 cannot be replaced: that raises the ``ImportError``.
+    """
+    from tensorflow.python.tools import module_util
+
+    keras3 = [
+        name
+        for name, module in list(sys.modules.items())
+        if (name == "tensorflow.keras" or name.startswith("tensorflow.keras."))
+        and getattr(module, "__file__", None)
+        and "tf_keras" not in module.__file__
+    ]
+    if keras3:
+        version = getattr(sys.modules.get("keras"), "__version__", "3")
+        raise ImportError(_HOW_TO_FIX.format(version=version))
+    legacy_dir = module_util.get_parent_dir_for_name("tf_keras.api._v2.keras")
+    keras3_dir = module_util.get_parent_dir_for_name("keras.api._v2.keras")
+    path = [entry for entry in tf.__path__ if entry != keras3_dir]
+    if legacy_dir and legacy_dir not in path:
+        path.insert(0, legacy_dir)
+    tf.__path__ = path

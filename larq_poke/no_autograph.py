@@ -16,13 +16,31 @@ class MyLayer(tf.keras.layers.Layer):
 __all__ = ["skip_autograph", "without_autograph"]
 
 
+_NEVER = None
+
+
+def _never():
+    """``lambda *_: False``, itself marked not to be converted: AutoGraph otherwise tries to
+    convert the lambda when a training step calls it, and warns that it cannot."""
+    global _NEVER
+    if _NEVER is None:
+        import tensorflow as tf  # imported late: larq_poke sets up Keras 2 first
+
+        @tf.autograph.experimental.do_not_convert
+        def never(*_):
+            return False
+
+        _NEVER = never
+    return _NEVER
+
+
 def skip_autograph(cls):
     """Class decorator: make a Keras layer (or Larq quantizer) skip AutoGraph conversion."""
-    cls._should_use_autograph = lambda self: False
+    cls._should_use_autograph = _never()
     return cls
 
 
 def without_autograph(layer):
     """Make one layer instance (e.g. a Larq ``QuantConv2D`` sublayer) skip AutoGraph; returns it."""
-    object.__setattr__(layer, "_should_use_autograph", lambda: False)
+    object.__setattr__(layer, "_should_use_autograph", _never())
     return layer
