@@ -1,7 +1,7 @@
 """Host latency of PokeBNN-1.0x and BNext-T against larq-zoo QuickNet, LCE's reference design,
 all converted the same way: one interleaved run, indirect BGEMM kernel, 1 thread.
 
-    python benchmarks/latency.py [--runs 50] [--size 224]
+    python benchmarks/latency.py [--runs 50] [--size 224] [--xnnpack]
 
 Prints each model's latency ratio to QuickNet and the overhead factor
 O = (latency ratio) / (BOPs ratio): how much slower per binary MAC than QuickNet (target O <= 1.3).
@@ -22,6 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--xnnpack", action="store_true",
+                        help="float ops through XNNPACK (default: TFLite's builtin kernels)")
     args = parser.parse_args()
 
     from larq_poke.bench import benchmark
@@ -48,7 +50,7 @@ def main() -> None:
 
     order = ["quicknet", "pokebnn", "bnext"]
     comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
-                           kernel="indirect_bgemm")
+                           kernel="indirect_bgemm", xnnpack=args.xnnpack)
     print(comparison.to_text())
     ratios = dict(zip(order, comparison.ratios()))
     fastest = {k: r.min_ms for k, r in zip(order, comparison.results)}

@@ -185,6 +185,17 @@ def test_cli_json_with_op_profile_and_serial(fake, capsys):
                                     "--graph=/data/local/tmp/b.tflite"] * 3
 
 
+def test_xnnpack_flag_passed_to_the_tool(fake):
+    a = str(fake.models[0])
+    for xnnpack, flag in ((True, "--use_xnnpack=true"), (False, "--use_xnnpack=false")):
+        benchmark_adb([a], xnnpack=xnnpack)
+        runs = [c for c in fake.calls() if any(x.startswith("--graph=") for x in c)]
+        assert runs[-1][-1] == flag
+    benchmark_adb([a])  # default: the tool decides
+    runs = [c for c in fake.calls() if any(x.startswith("--graph=") for x in c)]
+    assert not any(x.startswith("--use_xnnpack") for x in runs[-1])
+
+
 def test_cli_text_output(fake, capsys):
     _run_cli([str(fake.models[0]), "--target", "adb", "--runs", "50"])
     out = capsys.readouterr().out

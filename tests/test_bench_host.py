@@ -84,6 +84,27 @@ def test_explicit_reference_kernel(tflite_models):
     assert comparison.results[0].kernel == "reference"
 
 
+def test_xnnpack_option_reaches_the_interpreter(tflite_models, monkeypatch):
+    from larq_compute_engine.tflite.python import interpreter as lce_interpreter
+
+    seen = []
+    original = lce_interpreter.Interpreter.__init__
+
+    def recording_init(self, *args, **kwargs):
+        seen.append(kwargs.get("use_xnnpack"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(lce_interpreter.Interpreter, "__init__", recording_init)
+    comparison = benchmark(list(tflite_models), target="host", runs=1, warmup=0, xnnpack=True)
+    assert seen == [True, True]
+    assert all(result.xnnpack is True for result in comparison.results)
+    assert "XNNPACK delegate" in comparison.to_text()
+    seen.clear()
+    comparison = benchmark(tflite_models[:1], target="host", runs=1, warmup=0)
+    assert seen == [False] and comparison.results[0].xnnpack is False
+    assert "no XNNPACK" in comparison.to_text()
+
+
 def test_preferred_kernel():
     assert preferred_kernel("x86_64") == "indirect_bgemm"
     assert preferred_kernel("AMD64") == "indirect_bgemm"

@@ -53,12 +53,15 @@ def benchmark(
     runs: Optional[int] = None,
     warmup: Optional[int] = None,
     kernel: str = "auto",
+    xnnpack: Optional[bool] = None,
     **adb_options,
 ):
     """Benchmark ``models`` interleaved on ``target``; return a ``BenchmarkComparison``.
 
     ``runs`` defaults to 20 on the host and 50 (the tool's default) on adb; ``warmup`` to 2 on
-    the host and the tool's default on adb. ``adb_options`` (``rounds``, ``taskset``,
+    the host and the tool's default on adb. ``xnnpack`` runs the float ops through TFLite's
+    XNNPACK delegate (``None``: off on the host, as in the LCE interpreter; the tool's default on
+    adb). ``adb_options`` (``rounds``, ``taskset``,
     ``op_profile``, ``benchmark_binary``, ``adb``, ``timeout``) go to
     :func:`larq_poke.bench.adb.benchmark_adb`.
     """
@@ -80,6 +83,7 @@ def benchmark(
             runs=20 if runs is None else runs,
             warmup=2 if warmup is None else warmup,
             kernel=kernel,
+            xnnpack=bool(xnnpack),
         )
     from larq_poke.bench.adb import benchmark_adb
 
@@ -90,5 +94,6 @@ def benchmark(
         runs=50 if runs is None else runs,
         warmup=warmup,
         kernel=kernel,
+        xnnpack=xnnpack,
         **adb_options,
     )

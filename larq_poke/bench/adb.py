@@ -351,6 +351,7 @@ def benchmark_adb(
     benchmark_binary: Optional[Union[str, Path]] = None,
     adb: Optional[Union[str, Path]] = None,
     timeout: float = 900.0,
+    xnnpack: Optional[bool] = None,
 ) -> BenchmarkComparison:
     """Measure ``models`` on an attached Android device with `lce_benchmark_model`.
 
@@ -370,6 +371,8 @@ def benchmark_adb(
             ``$LCE_BENCHMARK_MODEL``).
         adb: path of adb (else ``$ADB`` or ``adb`` on PATH).
         timeout: seconds allowed per adb command.
+        xnnpack: ``--use_xnnpack=true`` / ``false`` for the float ops (``None``: the tool's
+            default); each result records what the tool reports.
     """
     if not models:
         raise ValueError("no models to benchmark")
@@ -408,7 +411,7 @@ def benchmark_adb(
         for index, (name, dest) in enumerate(zip(models, remote)):
             while True:
                 command = _tool_command(dest, kernels[index], threads, runs, warmup, taskset,
-                                        op_profile)
+                                        op_profile, xnnpack)
                 log, output, code = _run_once(runner, command, timeout)
                 ok = code == 0 and log is not None and not log.errors
                 if (
@@ -445,6 +448,7 @@ def _tool_command(
     warmup: Optional[int],
     taskset: Optional[str],
     op_profile: bool,
+    xnnpack: Optional[bool] = None,
 ) -> List[str]:
     command = (["taskset", taskset] if taskset else []) + [
         REMOTE_BINARY,
@@ -455,6 +459,8 @@ def _tool_command(
     if warmup is not None:
         command.append(f"--warmup_runs={warmup}")
     command += _kernel_flags(kernel)
+    if xnnpack is not None:
+        command.append(f"--use_xnnpack={'true' if xnnpack else 'false'}")
     if op_profile:
         command.append("--enable_op_profiling=true")
     return command

@@ -82,10 +82,11 @@ def random_inputs(shapes, dtypes, seed: int = 0) -> List[np.ndarray]:
     return arrays
 
 
-def _kernel_flags(kernel: str) -> dict:
+def _kernel_flags(kernel: str, xnnpack: bool) -> dict:
     return {
         "use_indirect_bgemm": kernel == "indirect_bgemm",
         "use_reference_bconv": kernel == "reference",
+        "use_xnnpack": bool(xnnpack),
     }
 
 
@@ -93,7 +94,14 @@ class _HostModel:
     """One loaded model: interpreter, inputs and the kernel that actually runs it."""
 
     def __init__(
-        self, path: Path, kernel: str, threads: int, seed: int, notes: List[str], fallback: bool
+        self,
+        path: Path,
+        kernel: str,
+        threads: int,
+        seed: int,
+        notes: List[str],
+        fallback: bool,
+        xnnpack: bool = False,
     ):
         from larq_compute_engine.tflite.python.interpreter import Interpreter
 
@@ -104,7 +112,9 @@ class _HostModel:
             notes.append(f"{path.name} has no LCE ops (a plain TFLite model: nothing binary ran)")
         self.kernel = kernel
         try:
-            self.interpreter = Interpreter(flatbuffer, num_threads=threads, **_kernel_flags(kernel))
+            self.interpreter = Interpreter(
+                flatbuffer, num_threads=threads, **_kernel_flags(kernel, xnnpack)
+            )
         except RuntimeError as err:
             if kernel != "default" or not fallback:
                 raise RuntimeError(
@@ -115,7 +125,7 @@ class _HostModel:
             self.kernel = "indirect_bgemm"
             try:
                 self.interpreter = Interpreter(
-                    flatbuffer, num_threads=threads, **_kernel_flags(self.kernel)
+                    flatbuffer, num_threads=threads, **_kernel_flags(self.kernel, xnnpack)
                 )
             except RuntimeError as err2:
                 raise RuntimeError(
@@ -145,6 +155,7 @@ def benchmark_host(
     warmup: int = 2,
     kernel: str = "auto",
     seed: int = 0,
+    xnnpack: bool = False,
 ) -> BenchmarkComparison:
     """Measure the latency of ``models`` on this CPU with the LCE interpreter, interleaved.
 
@@ -156,6 +167,8 @@ def benchmark_host(
         kernel: ``"auto"`` (see :func:`preferred_kernel`), ``"default"``, ``"indirect_bgemm"`` or
             ``"reference"``.
         seed: seed of the random inputs.
+        xnnpack: run the float ops through TFLite's XNNPACK delegate (the LCE interpreter's
+            default is off); each result records the choice.
 
     # Returns
         A :class:`~larq_poke.bench.results.BenchmarkComparison` with one result per model.
@@ -175,7 +188,10 @@ def benchmark_host(
         raise ValueError(f"unknown kernel {kernel!r}; choose auto or one of {', '.join(KERNELS)}")
 
     notes: List[str] = []
-    loaded = [_HostModel(Path(m), kernel, threads, seed, notes, fallback=auto) for m in models]
+    loaded = [
+        _HostModel(Path(m), kernel, threads, seed, notes, fallback=auto, xnnpack=xnnpack)
+        for m in models
+    ]
     for _ in range(warmup):
         for model in loaded:
             model.invoke()
@@ -201,7 +217,7 @@ def benchmark_host(
                 warmup_runs=warmup,
                 device=device,
                 samples_ms=list(model.samples_ms),
-                xnnpack=False,
+                xnnpack=bool(xnnpack),
                 details={"runtime": "larq_compute_engine.testing.Interpreter",
                          "custom_ops": model.ops, "interleaved": len(loaded) > 1},
                 **latency_stats(model.samples_ms),

@@ -151,5 +151,10 @@ class BenchmarkComparison:
         lines.append("")
         lines.append(f"target: {self.target}" + (f" ({'; '.join(devices)})" if devices else ""))
         lines.append("ratio = median latency / median latency of the first model")
+        xnnpack = sorted({r.xnnpack for r in self.results if r.xnnpack is not None})
+        if xnnpack:
+            lines.append("float ops: " + " / ".join(
+                "XNNPACK delegate" if on else "TFLite builtin kernels (no XNNPACK)" for on in xnnpack
+            ))
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)

@@ -38,6 +38,9 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--kernel", choices=("auto",) + KERNELS, default="auto",
                         help="LCE binary-conv kernel (default: auto = fastest for the CPU: "
                              "indirect_bgemm on x86-64, default on AArch64)")
+    parser.add_argument("--xnnpack", choices=("on", "off"), default=None,
+                        help="float ops through TFLite's XNNPACK delegate (default: off on host, "
+                             "the tool's default on adb)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     adb = parser.add_argument_group("adb target")
     adb.add_argument("--benchmark-binary", metavar="PATH", default=None,
@@ -67,6 +70,7 @@ def run(args) -> int:
         runs=args.runs,
         warmup=args.warmup,
         kernel=args.kernel,
+        xnnpack=None if args.xnnpack is None else args.xnnpack == "on",
         rounds=args.rounds,
         taskset=args.taskset,
         op_profile=args.op_profile,
