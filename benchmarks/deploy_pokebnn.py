@@ -32,6 +32,20 @@ def input_sensitivity(model, samples, relative: float) -> float:
     return float(np.abs(perturbed - reference).max())
 
 
+def move_folds(model) -> str:
+    """How the deployable BNext rewrite treats the move biases (``sign(x + b)``) of ``model``."""
+    from larq_poke.converters.bnext_deploy import bnext_deployable
+    from larq_poke.layers.bnext import LearnableBias
+
+    total = sum(isinstance(layer, LearnableBias) for layer in model.layers)
+    deployable = bnext_deployable(model)
+    kept = sum(isinstance(layer, LearnableBias) for layer in deployable.layers)
+    differences = sum(layer.name.endswith(".move") and not isinstance(layer, LearnableBias)
+                      for layer in deployable.layers)
+    return (f"{total - kept - differences} of {total} folded away, {differences} kept as the "
+            f"difference of two biases, {kept} kept as they are")
+
+
 def describe(label: str, model, result, seconds: float, samples) -> dict:
     from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
 
@@ -92,6 +106,7 @@ def main() -> None:
         start = time.perf_counter()
         result_b = convert(bnext, sample_inputs=samples)
         b = describe("BNext-T float32", bnext, result_b, time.perf_counter() - start, samples)
+        print(f"  move-bias ADDs: {move_folds(bnext)}")
         line += (f" | bnext_t: bconv={b['fused']} per_conv={b['per_conv']:.2f} "
                  f"convert_s={b['seconds']:.1f} float_mb={b['size'] / 1e6:.2f} "
                  f"packed_mb={b['packed'] / 1e6:.2f}")

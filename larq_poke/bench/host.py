@@ -82,7 +82,7 @@ def random_inputs(shapes, dtypes, seed: int = 0) -> List[np.ndarray]:
     return arrays
 
 
-def _kernel_flags(kernel: str, xnnpack: bool) -> dict:
+def _interpreter_flags(kernel: str, xnnpack: bool) -> dict:
     return {
         "use_indirect_bgemm": kernel == "indirect_bgemm",
         "use_reference_bconv": kernel == "reference",
@@ -113,7 +113,7 @@ class _HostModel:
         self.kernel = kernel
         try:
             self.interpreter = Interpreter(
-                flatbuffer, num_threads=threads, **_kernel_flags(kernel, xnnpack)
+                flatbuffer, num_threads=threads, **_interpreter_flags(kernel, xnnpack)
             )
         except RuntimeError as err:
             if kernel != "default" or not fallback:
@@ -125,7 +125,7 @@ class _HostModel:
             self.kernel = "indirect_bgemm"
             try:
                 self.interpreter = Interpreter(
-                    flatbuffer, num_threads=threads, **_kernel_flags(self.kernel, xnnpack)
+                    flatbuffer, num_threads=threads, **_interpreter_flags(self.kernel, xnnpack)
                 )
             except RuntimeError as err2:
                 raise RuntimeError(
