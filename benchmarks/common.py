@@ -51,7 +51,7 @@ def images(count: int, size: int = 224, seed: int = 1) -> np.ndarray:
 
 def pokebnn(width: float = 1.0, size: int = 224, seed: int = 0):
     """PokeBNN with random parameters and activation bounds calibrated on random images."""
-    from larq_poke.converters.pokebnn_deploy import calibrate_activation_bounds
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
     from larq_poke.zoo import PokeBNN
 
     model = randomize(PokeBNN(width, input_shape=(size, size, 3)), seed)

@@ -34,7 +34,7 @@ def input_sensitivity(model, samples, relative: float) -> float:
 
 def move_folds(model) -> str:
     """How the deployable BNext rewrite treats the move biases (``sign(x + b)``) of ``model``."""
-    from larq_poke.converters.bnext_deploy import bnext_deployable
+    from larq_poke.converters.rewrites.bnext import bnext_deployable
     from larq_poke.layers.bnext import LearnableBias
 
     total = sum(isinstance(layer, LearnableBias) for layer in model.layers)
@@ -47,7 +47,7 @@ def move_folds(model) -> str:
 
 
 def describe(label: str, model, result, seconds: float, samples) -> dict:
-    from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
+    from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
 
     report = result.report
     glue = full_resolution_elementwise_ops(result.model_info)

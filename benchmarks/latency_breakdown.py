@@ -16,7 +16,7 @@ file the script prints the median latency, the ratio to QuickNet and O = ratio /
 output (none in any variant: the float output of every conv is written, as the real model needs
 it for the residual). ``binary``'s O is the floor that LCE's binary kernels give on this CPU; the
 gaps to ``residuals`` and ``pokebnn`` are the memory-bound float glue, already at the minimum op
-count (see ``larq_poke.converters.pokebnn_deploy``).
+count (see ``larq_poke.converters.rewrites.pokebnn``).
 
 Why PokeBNN pays more glue per binary MAC than QuickNet: glue work scales with the binary convs'
 output elements, binary work with their MACs. The script prints both models' output elements per
@@ -70,7 +70,7 @@ def main() -> None:
 
     from larq_poke.bench import benchmark
     from larq_poke.converters import convert
-    from larq_poke.converters.pokebnn_deploy import DeployablePokeConv
+    from larq_poke.converters.rewrites.pokebnn import DeployablePokeConv
     from larq_poke.cost import profile
 
     folder = tempfile.mkdtemp(prefix="larq_poke_breakdown_")

@@ -1,5 +1,5 @@
 """Cost of the float ops between PokeBNN's binary convs, one op type at a time, on the LCE
-interpreter (1 thread): the figures behind the choices in ``larq_poke.converters.pokebnn_deploy``.
+interpreter (1 thread): the figures behind the choices in ``larq_poke.converters.rewrites.pokebnn``.
 
     python benchmarks/tflite_op_costs.py [--shape 56 56 256] [--runs 50]
 

@@ -13,14 +13,15 @@ import tensorflow as tf
 from conftest import golden_path
 from test_bnext_golden import SMALL_STAGES, official_state
 
-from larq_poke.converters import convert, load_bnext_torch
-from larq_poke.converters.bnext_deploy import (
+from larq_poke.converters import convert
+from larq_poke.zoo.bnext import load_bnext_torch
+from larq_poke.converters.rewrites.bnext import (
     ChannelAffine,
     MixedMeans,
     TorchPaddedBinaryConv,
     bnext_deployable,
 )
-from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
+from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
 from larq_poke.converters.rewrites import applicable_rewrites
 from larq_poke.layers.bnext import BNextBinaryConv2D, LearnableBias, ScaleMix
 from larq_poke.zoo.bnext import BNext

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from conftest import golden_path
 
-from larq_poke.converters import load_bnext_torch
+from larq_poke.zoo.bnext import load_bnext_torch
 from larq_poke.zoo.bnext import BNext, feature_outputs
 
 SMALL_STAGES = [16, 32, 64, 64, 128, 128, 128, 128]

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from conftest import golden_path
 
-from larq_poke.converters import load_bnext_torch
-from larq_poke.converters.bnext_torch import checkpoint_stages, read_bnext_state_dict
+from larq_poke.zoo.bnext import checkpoint_stages, load_bnext_torch
+from larq_poke.zoo.bnext import official_state as read_bnext_state_dict
 from larq_poke.zoo.bnext import STAGES, BNext
 
 SMALL_STAGES = [16, 32, 64, 64, 128, 128, 128, 128]

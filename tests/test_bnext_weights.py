@@ -18,8 +18,9 @@ import pytest
 from conftest import golden_path
 
 from larq_poke import cli
-from larq_poke.converters.torch_checkpoint import CheckpointError, UnsafeCheckpointError
+from larq_poke.checkpoints import CheckpointError, UnsafeCheckpointError
 from larq_poke.zoo import bnext, weights
+from larq_poke.zoo.loading import converted_weights_path
 from larq_poke.zoo.weights import WeightsError
 
 torch = pytest.importorskip("torch", reason="torch (CPU) is a test dependency: pip install torch==2.13.0")
@@ -155,7 +156,7 @@ def test_imagenet_downloads_converts_and_reuses_cache(golden, checkpoint_bytes):
         model = bnext.BNextT(weights="imagenet", input_shape=(64, 64, 3))
         assert len(server.requests) == 2  # the warning page, then the confirmed download
         assert_golden(model, golden)
-        converted = bnext.converted_weights_path(entry)
+        converted = converted_weights_path(entry)
         assert converted.is_file() and weights.cached_path(entry).is_file()
         assert not [f for f in cache_files() if ".part" in f]
         again = bnext.BNextT(weights="imagenet", input_shape=(64, 64, 3))

@@ -7,7 +7,7 @@ import larq_compute_engine as lce
 import tensorflow as tf
 from larq_compute_engine.tflite.python.interpreter import Interpreter
 
-from larq_poke.converters.deploy_common import channel_prelu
+from larq_poke.converters.rewrites.common import channel_prelu
 from larq_poke.converters.flatbuffer import read_flatbuffer
 
 

@@ -11,17 +11,18 @@ import pytest
 import larq as lq
 import tensorflow as tf
 
-from larq_poke.converters import convert, load_pokebnn_flax
+from larq_poke.converters import convert
+from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
 from larq_poke.converters.rewrites import applicable_rewrites
 from larq_poke.converters.lce import QuantizationInfoError
-from larq_poke.converters.pokebnn_deploy import (
+from larq_poke.converters.rewrites.pokebnn import (
     DeployablePokeConv,
     MissingQuantizationInfoError,
     calibrate_activation_bounds,
-    full_resolution_elementwise_ops,
     pokebnn_deployable,
 )
 from larq_poke.layers import PokeConv, PokeInit
+from larq_poke.zoo.pokebnn import load_pokebnn_flax
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo import PokeBNN
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_poke.converters import load_pokebnn_flax, read_flax_checkpoint
+from larq_poke.checkpoints import read_flax as read_flax_checkpoint
+from larq_poke.zoo.pokebnn import load_pokebnn_flax
 from larq_poke.layers import PokeConv
 from larq_poke.zoo import PokeBNN
 

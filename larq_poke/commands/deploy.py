@@ -103,7 +103,7 @@ def _has_untrained_batch_norm(model) -> bool:
 
 def run(args) -> int:
     from larq_poke.commands.convert import load_model
-    from larq_poke.converters.pokebnn_deploy import full_resolution_elementwise_ops
+    from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
     from larq_poke.cost import profile
 
     start = time.perf_counter()

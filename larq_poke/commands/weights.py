@@ -6,36 +6,19 @@ larq-poke weights import bnext-t ~/Downloads/bnext_tiny_checkpoint.pth.tar
 ```
 
 ``import`` pre-seeds the cache from a file downloaded by hand (e.g. on a machine without access
-to the download host). What it does depends on the entry's ``format``: formats with an importer
-(``bnext_torch``: check the checkpoint's structure, convert it to Keras weights and cache those)
-run it; any other format is copied into the cache as is, sha256-checked when pinned.
+to the download host): an official checkpoint is checked and converted to Keras weights by
+:func:`larq_poke.zoo.import_weights`; a Keras ``.h5`` entry is copied into the cache as is,
+sha256-checked when pinned.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Optional
 
-__all__ = ["add_subcommand", "IMPORTERS", "READY_PATHS"]
-
-#: format -> "module:function(model, file, variant=...) -> Path" that converts and caches a file.
-IMPORTERS: Dict[str, str] = {
-    "bnext_torch": "larq_poke.zoo.bnext:import_checkpoint",
-}
-
-#: format -> "module:function(entry) -> Path" of the file a model actually loads, when that is not
-#: the downloaded file itself (e.g. converted Keras weights).
-READY_PATHS: Dict[str, str] = {
-    "bnext_torch": "larq_poke.zoo.bnext:converted_weights_path",
-}
-
-
-def _resolve(spec: str) -> Callable:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+__all__ = ["add_subcommand"]
 
 
 def add_subcommand(subparsers) -> None:
@@ -73,10 +56,11 @@ def _registry():
 
 
 def _ready_path(entry) -> Path:
+    """The file a model loads for ``entry``: the converted Keras weights of an official checkpoint."""
+    from larq_poke.zoo.loading import converted_weights_path
+
     weights = _registry()
-    if entry.format in READY_PATHS:
-        return Path(_resolve(READY_PATHS[entry.format])(entry))
-    return weights.cached_path(entry)
+    return weights.cached_path(entry) if entry.format == "keras_h5" else converted_weights_path(entry)
 
 
 def run_list(args) -> int:
@@ -121,9 +105,11 @@ def run_import(args, variant: Optional[str] = None) -> int:
     path = os.fspath(args.file)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist or is not a file.")
-    if entry.format in IMPORTERS:
-        dest = _resolve(IMPORTERS[entry.format])(entry.model, path, variant=entry.variant)
-    else:
+    if entry.format == "keras_h5":
         dest = weights.install_file(entry, path)
+    else:
+        from larq_poke.zoo.loading import import_weights
+
+        dest = import_weights(entry, path)
     print(f"{entry.model}/{entry.variant}: installed {path} -> {dest}")
     return 0

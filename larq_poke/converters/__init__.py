@@ -1,7 +1,14 @@
-"""Importers for official checkpoints and the LCE conversion pipeline."""
+"""The LCE pipeline: Keras model -> deployable rewrite -> TFLite flatbuffer with LCE ops, with an
+op census, a Keras-vs-TFLite parity check and a conversion report.
 
-from larq_poke.converters.pokebnn_flax import load_pokebnn_flax, read_flax_checkpoint
+```python
+import larq_poke
+from larq_poke.converters import convert
+result = convert(larq_poke.zoo.PokeBNN(0.5), int8=True)
+print(result.report.to_text())
+```
+"""
+
 from larq_poke.converters.lce import ConversionReport, ConversionResult, StrictConversionError, convert, deployable  # noqa: E501,F401
-from larq_poke.converters import pokebnn_deploy  # noqa: F401  (registers the PokeBNN rewrite)
-from larq_poke.converters import bnext_deploy  # noqa: F401  (registers the BNext rewrite)
-from larq_poke.converters.bnext_torch import BNextImportReport, load_bnext_torch
+from larq_poke.converters.rewrites import pokebnn as _pokebnn  # noqa: F401  (registers the PokeBNN rewrite)
+from larq_poke.converters.rewrites import bnext as _bnext  # noqa: F401  (registers the BNext rewrite)

@@ -36,6 +36,7 @@ import numpy as np
 
 __all__ = [
     "BconvInfo",
+    "full_resolution_elementwise_ops",
     "FlatbufferModel",
     "NotAnLceModelError",
     "NotATFLiteModelError",
@@ -514,3 +515,29 @@ def _bconv_info(
         thresholds=tensor(4) is not None,
         output_tensor=output.name,
     )
+
+
+def full_resolution_elementwise_ops(info) -> dict:
+    """Census of the elementwise ops on full-resolution tensors of the binary part of a
+    converted model (a :class:`~larq_poke.converters.flatbuffer.FlatbufferModel`): ops of
+    :data:`~larq_poke.converters.flatbuffer.ELEMENTWISE_OPS` after the first ``LceQuantize``
+    whose output is a 4-D map larger than 1×1 (the SE's 1×1 arithmetic is not counted; neither
+    are the stem's ops before the first binary conv).
+
+    Returns ``{"counts": {op: n}, "total": n, "binary_convs": n, "per_binary_conv": x}``.
+    """
+    quantize = [op.index for op in info.operators if op.op_type == "LceQuantize"]
+    start = min(quantize) if quantize else len(info.operators)
+    counts: Counter = Counter()
+    for op in info.operators[start:]:
+        shape = info.op_output_shape(op)
+        if op.op_type in ELEMENTWISE_OPS and len(shape) == 4 and shape[1] * shape[2] > 1:
+            counts[op.op_type] += 1
+    total = sum(counts.values())
+    bconvs = len(info.bconvs)
+    return {
+        "counts": dict(counts),
+        "total": total,
+        "binary_convs": bconvs,
+        "per_binary_conv": total / bconvs if bconvs else None,
+    }

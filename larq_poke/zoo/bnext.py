@@ -38,10 +38,10 @@ Architecture rules, derived from the stage list ``c[0..N]`` as in the official c
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from collections.abc import Mapping
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from larq_poke.layers.bnext import (
@@ -53,8 +53,8 @@ from larq_poke.layers.bnext import (
     ffn_3x3_unit,
     prelu,
 )
-from larq_poke.zoo import gdrive  # noqa: F401  (registers the gdrive:// transport)
 from larq_poke.zoo import weights as weights_registry
+from larq_poke.zoo.loading import Family, ImportReport, PretrainedWeights, load_weights, register_family
 from larq_poke.zoo.zoo_model import ZooModel, model_input
 
 __all__ = [
@@ -70,8 +70,11 @@ __all__ = [
     "block_specs",
     "feature_outputs",
     "variant_name",
-    "converted_weights_path",
-    "import_checkpoint",
+    "load_bnext_torch",
+    "official_state",
+    "checkpoint_stages",
+    "model_stages",
+    "BNextImportReport",
 ]
 
 #: Official stage lists (``stage_out_channel_<size>`` in the official ``bnext.py``).
@@ -95,9 +98,6 @@ _DRIVE_IDS = {
     "large": "1XGKcX2Zl_fIU9wPBDjTTxstOBfwQH8xc",
 }
 
-#: Bump when the conversion changes, so that stale converted weights in the cache are not reused.
-CONVERTED_FORMAT_VERSION = 1
-
 for _size, _zoo_name in ZOO_NAMES.items():
     weights_registry.register(
         weights_registry.WeightsEntry(
@@ -105,7 +105,8 @@ for _size, _zoo_name in ZOO_NAMES.items():
             variant="imagenet",
             url=f"gdrive://{_DRIVE_IDS[_size]}",
             file_name=f"bnext_{_size}_checkpoint.pth.tar",
-            format="bnext_torch",
+            format="torch",
+            family="bnext",
             sha256=None,
             source="github.com/hpi-xnor/BNext (official PyTorch checkpoint on Google Drive)",
             license="see github.com/hpi-xnor/BNext",
@@ -253,7 +254,7 @@ def BNext(
     _check_input_size(img_input, total_stride, f"BNext {zoo_name or stages}")
 
     # Download and check the official checkpoint before the (possibly large) model is built.
-    imagenet = _ImagenetWeights(zoo_name) if weights == "imagenet" else None
+    imagenet = PretrainedWeights(weights_registry.get(zoo_name)) if weights == "imagenet" else None
 
     x = img_input
     if stem_stride == 2:
@@ -286,8 +287,10 @@ def BNext(
         x = tf.keras.layers.Dense(num_classes, name="fc")(x)
 
     model = ZooModel(inputs, x, name=name or zoo_name or "bnext")
-    if weights is not None:
-        _load_weights(model, weights, imagenet, include_top)
+    if imagenet is not None:
+        imagenet.load_into(model, full=include_top and num_classes == 1000)
+    elif weights is not None:
+        load_weights(model, weights, allow_missing_head=not include_top)
     return model
 
 
@@ -380,8 +383,9 @@ def BNext18(
     Attention unit (3x3 binary conv in -> out, downsample shortcut AvgPool -> 1x1 conv -> BN on
     PReLU_1(x) when the shape changes) followed by an FFN_3x3 unit; head PReLU -> GAP -> dense.
     12.06 M params, 1.676 G BOPs at 224; README binarization degree 61.04 %. No checkpoint was
-    released, so ``weights`` is ``None`` or a Keras weights file. Layer names follow the official
-    module paths (``layer1.0.Attention.binary_conv``).
+    released, so ``weights`` is ``None`` or a Keras weights file. Layers are named
+    ``layer<stage>.<block>.…`` with both indices from 0 (``layer0.0.Attention.binary_conv`` …
+    ``layer3.1.FFN.binary_conv``).
     """
     if weights == "imagenet":
         raise ValueError(
@@ -416,7 +420,7 @@ def BNext18(
         x = tf.keras.layers.Dense(num_classes, name="fc")(x)
     model = ZooModel(inputs, x, name=name)
     if weights is not None:
-        _load_keras_weights(model, os.fspath(weights), include_top)
+        load_weights(model, weights, allow_missing_head=not include_top)
     return model
 
 
@@ -428,155 +432,357 @@ MODELS = {
     "bnext-18": BNext18,
 }
 
-_SIZE_OF = {zoo: size for size, zoo in ZOO_NAMES.items()}
+
+# ------------------------------------------------------------------------------------------------
+# Official weights: the PyTorch state_dict of github.com/hpi-xnor/BNext -> this Keras model.
+#
+# The conversion follows the official code exactly:
+# * the unit type of ``feature.<i>.Attention`` comes from the block index (block 1 and odd i:
+#   FFN_3x3; even i: ELM-Attention), never from the keys, which are identical for both;
+# * every ``binary_conv.temperature`` must be < 1e-7 (the trained state, where the weights are
+#   binarized with sign); earlier training states use soft weights that a binary conv cannot hold;
+# * ``num_batches_tracked``, ``binary_activation.temperature``, ``feature.0.prelu.weight`` and the
+#   ``activation1.weight`` of FFN units do nothing in the official forward pass and are skipped;
+# * kernels OIHW -> HWIO, ``fc.weight`` transposed, [1, C, 1, 1] tensors reshaped to [C], PReLU
+#   slopes to [1, 1, C].
+# Every checkpoint key is consumed or explicitly skipped and every Keras weight is assigned, or a
+# ValueError names what is wrong; nothing is assigned unless everything checks out.
+
+#: The official weight binarizer uses sign(w) once its temperature is below this.
+TEMPERATURE_THRESHOLD = 1e-7
+
+_BN_KEYS = (
+    ("gamma", "weight"),
+    ("beta", "bias"),
+    ("moving_mean", "running_mean"),
+    ("moving_variance", "running_var"),
+)
+
+
+@dataclasses.dataclass(kw_only=True)
+class BNextImportReport(ImportReport):
+    """What :func:`load_weights` did with an official BNext checkpoint."""
+
+    stages: List[int]
+    variant: Optional[str]
+    zero_latent_weights: int
+    max_temperature: float
 
 
 # ------------------------------------------------------------------------------------------------
-# Weights: imagenet download / conversion / cache, explicit files.
+# Reading the source.
 
 
-def converted_weights_path(entry: weights_registry.WeightsEntry) -> Path:
-    """Where the Keras weights converted from ``entry``'s checkpoint are cached."""
-    return (
-        weights_registry.cache_dir()
-        / entry.model
-        / entry.variant
-        / f"{entry.model}_{entry.variant}_keras_v{CONVERTED_FORMAT_VERSION}.h5"
+def _to_array(key, value) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, if torch is around
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"checkpoint entry {key!r} is not a numeric tensor (got {type(value).__name__}).")
+    return array
+
+
+def official_state(content) -> Dict[str, np.ndarray]:
+    """The official state_dict in ``content`` (what a checkpoint reader returned, or a mapping of
+    state_dict keys to arrays or torch tensors) as ``{key without 'module.': array}``.
+
+    A training checkpoint dict (``{"epoch": ..., "state_dict": {...}}``) is unwrapped.
+    """
+    state = content
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]  # training checkpoint dict
+    if not isinstance(state, Mapping):
+        raise ValueError(
+            f"expected a BNext state_dict (a mapping of names to tensors), got {type(state).__name__}."
+        )
+    keys = [k for k in state if isinstance(k, str)]
+    if len(keys) != len(state):
+        raise ValueError("BNext state_dict keys must be strings.")
+    prefixed = [k.startswith("module.") for k in keys]
+    if any(prefixed) and not all(prefixed):
+        raise ValueError(
+            "some keys have the 'module.' prefix and some do not; not a single model's state_dict."
+        )
+    strip = len("module.") if keys and all(prefixed) else 0
+    return {k[strip:]: _to_array(k, v) for k, v in state.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Layouts.
+
+
+def checkpoint_stages(state: Mapping) -> List[int]:
+    """The stage list of a BNext state_dict, read from its tensor shapes."""
+    if "feature.0.conv1.weight" not in state:
+        if "conv1.weight" in state and any(k.startswith("layer0.") for k in state):
+            raise ValueError(
+                "this is a BNext-18 checkpoint; load_bnext_torch imports BNext T / S / M / L layouts."
+            )
+        raise ValueError("not a BNext checkpoint: 'feature.0.conv1.weight' is missing.")
+    stages = [int(np.shape(state["feature.0.conv1.weight"])[0])]
+    i = 1
+    while f"feature.{i}.Attention.binary_conv.weight" in state:
+        channels = int(np.shape(state[f"feature.{i}.Attention.binary_conv.weight"])[0])
+        stages.append(2 * channels if f"feature.{i}.FFN_1.binary_conv.weight" in state else channels)
+        i += 1
+    return stages
+
+
+def model_stages(model: tf.keras.Model) -> List[int]:
+    """The stage list of a Keras model built by :func:`larq_poke.zoo.BNext`."""
+    try:
+        stages = [model.get_layer("feature.0.conv1").filters]
+    except ValueError:
+        raise ValueError(
+            f"model {model.name!r} is not a BNext model built by larq_poke.zoo.BNext "
+            "(no layer 'feature.0.conv1')."
+        ) from None
+    i = 1
+    names = {layer.name for layer in model.layers}
+    while f"feature.{i}.Attention.binary_conv" in names:
+        channels = model.get_layer(f"feature.{i}.Attention.binary_conv").filters
+        stages.append(2 * channels if f"feature.{i}.FFN_1.binary_conv" in names else channels)
+        i += 1
+    return stages
+
+
+def _describe(stages: List[int]) -> str:
+    name = variant_name(stages)
+    return f"{name} {stages}" if name else f"stage list {stages}"
+
+
+def _unit_plan(stages: List[int]) -> List[Tuple[str, str]]:
+    """(key prefix, kind) of every unit; kind is 'elm', 'ffn_3x3' or 'ffn_1x1'."""
+    plan = []
+    for spec in block_specs(stages):
+        plan.append((f"feature.{spec.index}.Attention", spec.token_mixer))
+        for mixer in spec.channel_mixers:
+            plan.append((f"feature.{spec.index}.{mixer}", "ffn_1x1"))
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------
+# The conversion.
+
+
+class _Plan:
+    """Collects (layer, {weight name: array}) assignments and the keys they consume."""
+
+    def __init__(self, model: tf.keras.Model, state: Dict[str, np.ndarray]):
+        self.model = model
+        self.state = state
+        self.assign: Dict[str, Dict[str, np.ndarray]] = {}
+        self.consumed: set = set()
+        self.skipped: set = set()
+
+    def take(self, key: str) -> np.ndarray:
+        if key not in self.state:
+            raise ValueError(f"checkpoint is missing {key!r}.")
+        value = self.state[key]
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"checkpoint entry {key!r} contains NaN or infinite values.")
+        self.consumed.add(key)
+        return value.astype(np.float32)
+
+    def skip(self, key: str) -> None:
+        if key not in self.state:
+            raise ValueError(f"checkpoint is missing {key!r}.")
+        self.skipped.add(key)
+
+    def put(self, layer_name: str, weight: str, value: np.ndarray, key: str) -> None:
+        self.assign.setdefault(layer_name, {})[weight] = (value, key)
+
+    # ---- building blocks
+
+    def per_channel(self, key: str) -> np.ndarray:
+        value = self.take(key)
+        if value.ndim not in (1, 4) or (
+            value.ndim == 4 and value.shape[0] * value.shape[2] * value.shape[3] != 1
+        ):
+            raise ValueError(
+                f"checkpoint entry {key!r} has shape {value.shape}, expected [C] or [1, C, 1, 1]."
+            )
+        return value.reshape(-1)
+
+    def conv(self, layer: str, key: str, bias: bool = False) -> None:
+        weight = self.take(f"{key}.weight")
+        if weight.ndim != 4:
+            raise ValueError(
+                f"checkpoint entry '{key}.weight' has shape {weight.shape}, expected a 4-D OIHW kernel."
+            )
+        self.put(layer, "kernel", weight.transpose(2, 3, 1, 0), f"{key}.weight")
+        if bias:
+            self.put(layer, "bias", self.take(f"{key}.bias"), f"{key}.bias")
+
+    def batch_norm(self, layer: str, key: str) -> None:
+        for keras_name, torch_name in _BN_KEYS:
+            self.put(layer, keras_name, self.take(f"{key}.{torch_name}"), f"{key}.{torch_name}")
+        self.skip(f"{key}.num_batches_tracked")
+
+    def prelu(self, layer: str, key: str) -> None:
+        alpha = self.take(f"{key}.weight")
+        self.put(layer, "alpha", alpha.reshape(1, 1, -1), f"{key}.weight")
+
+    def unit(self, prefix: str, kind: str) -> float:
+        self.put(f"{prefix}.move", "bias", self.per_channel(f"{prefix}.move.bias"), f"{prefix}.move.bias")
+        self.put(f"{prefix}.scale", "scale", self.per_channel(f"{prefix}.scale"), f"{prefix}.scale")
+        temperature = self.take(f"{prefix}.binary_conv.temperature")
+        if temperature.size != 1:
+            raise ValueError(
+                f"checkpoint entry '{prefix}.binary_conv.temperature' has shape "
+                f"{temperature.shape}, expected [1]."
+            )
+        temperature = float(temperature.reshape(()))
+        if not temperature < TEMPERATURE_THRESHOLD:
+            raise ValueError(
+                f"'{prefix}.binary_conv.temperature' is {temperature:g} >= {TEMPERATURE_THRESHOLD:g}: this "
+                "checkpoint is from early training, where the official model uses soft weights "
+                "clamp(w / T, -1, 1) instead of sign(w); a binary Keras conv cannot represent them."
+            )
+        self.conv(f"{prefix}.binary_conv", f"{prefix}.binary_conv")
+        self.skip(f"{prefix}.binary_activation.temperature")
+        self.batch_norm(f"{prefix}.norm1", f"{prefix}.norm1")
+        self.batch_norm(f"{prefix}.norm2", f"{prefix}.norm2")
+        self.prelu(f"{prefix}.activation2", f"{prefix}.activation2")
+        if kind == "elm":
+            self.prelu(f"{prefix}.activation1", f"{prefix}.activation1")
+        else:
+            self.skip(f"{prefix}.activation1.weight")  # exists, unused outside ELM units
+        self.conv(f"{prefix}.se.se.1", f"{prefix}.se.se.1", bias=True)
+        self.conv(f"{prefix}.se.se.3", f"{prefix}.se.se.3", bias=True)
+        return temperature
+
+
+def _weight_name(variable) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def load_bnext_torch(model: tf.keras.Model, source, *, allow_missing_head: bool = True) -> BNextImportReport:
+    """Assign the official BNext weights in ``source`` to ``model``.
+
+    ``source``: a ``.pth`` / ``.pth.tar`` / ``.npz`` file or a mapping of official state_dict keys
+    (with or without the ``module.`` prefix of the released files) to arrays or torch tensors.
+    ``model`` must be built by :func:`BNext` with the checkpoint's stage list. Without a
+    classifier (``include_top=False``) the checkpoint's ``fc`` entries are skipped, unless
+    ``allow_missing_head=False``. Returns a :class:`BNextImportReport`; raises ``ValueError``
+    (``CheckpointError`` for unreadable or unsafe files) naming the problem, in which case the
+    model is left unchanged. The conversion rules are in the section comment above.
+    """
+    return load_weights(model, source, allow_missing_head=allow_missing_head, family="bnext")
+
+
+def _assign(model: tf.keras.Model, state: Dict[str, np.ndarray], allow_missing_head: bool) -> BNextImportReport:
+    want = model_stages(model)
+    have = checkpoint_stages(state)
+    if have != want:
+        raise ValueError(
+            f"checkpoint is BNext {_describe(have)} but the model is BNext {_describe(want)}; "
+            "build the matching variant."
+        )
+    plan = _Plan(model, state)
+    plan.conv("feature.0.conv1", "feature.0.conv1")
+    plan.batch_norm("feature.0.bn1", "feature.0.bn1")
+    plan.skip("feature.0.prelu.weight")  # constructed by the official stem, never called
+    temperatures = [plan.unit(prefix, kind) for prefix, kind in _unit_plan(have)]
+    plan.prelu("prelu", "prelu")
+    names = {layer.name for layer in model.layers}
+    if "fc" in names:
+        fc = plan.take("fc.weight")
+        if fc.ndim != 2:
+            raise ValueError(
+                f"checkpoint entry 'fc.weight' has shape {fc.shape}, expected [classes, features]."
+            )
+        plan.put("fc", "kernel", fc.T, "fc.weight")
+        plan.put("fc", "bias", plan.take("fc.bias"), "fc.bias")
+    elif allow_missing_head:
+        plan.skip("fc.weight")
+        plan.skip("fc.bias")
+    else:
+        raise ValueError(
+            "the checkpoint has classifier weights (fc) but the model has no classifier; pass "
+            "allow_missing_head=True to skip them."
+        )
+
+    unexpected = sorted(set(state) - plan.consumed - plan.skipped)
+    if unexpected:
+        more = f" (and {len(unexpected) - 10} more)" if len(unexpected) > 10 else ""
+        raise ValueError(
+            f"checkpoint has entries that a BNext {_describe(have)} does not use: {unexpected[:10]}{more}."
+        )
+
+    # Check every assignment against the Keras variables before touching any of them.
+    updates = []
+    assigned_variables = set()
+    for layer_name, weights in plan.assign.items():
+        if layer_name not in names:
+            raise ValueError(f"model has no layer {layer_name!r}; was it built by larq_poke.zoo.BNext?")
+        layer = model.get_layer(layer_name)
+        by_name = {_weight_name(v): v for v in layer.weights}
+        for weight_name, (value, key) in weights.items():
+            if weight_name not in by_name:
+                raise ValueError(f"layer {layer_name!r} has no weight {weight_name!r} (for {key!r}).")
+            variable = by_name[weight_name]
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(
+                    f"checkpoint entry {key!r} gives shape {value.shape} for {variable.name} "
+                    f"but the model expects {tuple(variable.shape)}."
+                )
+            updates.append((variable, value))
+            assigned_variables.add(id(variable))
+    unassigned = [v.name for v in model.weights if id(v) not in assigned_variables]
+    if unassigned:
+        raise ValueError(f"no checkpoint entry for the model weights {unassigned[:10]}.")
+
+    tf.keras.backend.batch_set_value(updates)
+    zero_weights = sum(
+        int(np.count_nonzero(state[f"{prefix}.binary_conv.weight"] == 0)) for prefix, _ in _unit_plan(have)
+    )
+    return BNextImportReport(
+        family="bnext",
+        source="mapping",
+        format="mapping",
+        stages=have,
+        variant=variant_name(have),
+        keys=len(state),
+        assigned_keys=len(plan.consumed),
+        skipped_keys=len(plan.skipped),
+        keras_weights=len(updates),
+        zero_latent_weights=zero_weights,
+        max_temperature=max(temperatures) if temperatures else 0.0,
     )
 
 
-def _save_weights_atomically(model: tf.keras.Model, dest: Path) -> Path:
-    with weights_registry.atomic_path(dest, suffix=".part.h5") as tmp_name:
-        model.save_weights(tmp_name, save_format="h5")
-    return dest
+def _owns(model) -> bool:
+    names = {layer.name for layer in model.layers}
+    return "feature.0.conv1" in names or ("conv1" in names and "layer0.0.Attention.binary_conv" in names)
 
 
-def _read_official_state(model_name: str, checkpoint) -> Dict:
-    """Read ``checkpoint`` and check that it has the layout of ``model_name`` (no model needed)."""
-    from larq_poke.converters.bnext_torch import checkpoint_stages, read_bnext_state_dict
+_SIZE_OF = {zoo: size for size, zoo in ZOO_NAMES.items()}
 
-    state = read_bnext_state_dict(checkpoint)
-    expected = STAGES[_SIZE_OF[model_name]]
-    try:
-        found = checkpoint_stages(state)
-    except ValueError as err:
-        raise ValueError(f"{checkpoint}: {err}") from err
+
+def _check_variant(zoo_name: str, state) -> None:
+    expected = STAGES[_SIZE_OF[zoo_name]]
+    found = checkpoint_stages(state)
     if found != expected:
         found_name = variant_name(found)
         raise ValueError(
-            f"{checkpoint} is not a {model_name} checkpoint: its stage list is {found}"
-            f"{f' ({found_name})' if found_name else ''}, {model_name} has {expected}."
+            f"not a {zoo_name} checkpoint: its stage list is {found}"
+            f"{f' ({found_name})' if found_name else ''}, {zoo_name} has {expected}."
         )
-    return state
 
 
-def _convert_and_cache(model_name: str, state, entry, model=None) -> Path:
-    from larq_poke.converters.bnext_torch import load_bnext_torch
-
-    if model is None:
-        model = BNext(_SIZE_OF[model_name], input_shape=(224, 224, 3), include_top=True, num_classes=1000)
-    load_bnext_torch(model, state)
-    return _save_weights_atomically(model, converted_weights_path(entry))
+def _build_full(zoo_name: str):
+    return BNext(_SIZE_OF[zoo_name], input_shape=(224, 224, 3), include_top=True, num_classes=1000)
 
 
-def import_checkpoint(model_name: str, checkpoint, *, variant: str = "imagenet", model=None) -> Path:
-    """Convert an official checkpoint for ``model_name`` and cache the Keras weights.
-
-    This is what ``larq-poke weights import bnext-t FILE`` runs. The checkpoint's structure is
-    checked (it must be the official layout of that variant, see
-    :func:`larq_poke.converters.load_bnext_torch`) and, if the registry pins a sha256, its
-    digest. Nothing is cached when a check fails. Returns the cached file.
-    """
-    entry = weights_registry.get(model_name, variant)
-    if entry.format != "bnext_torch":
-        raise ValueError(f"{model_name}/{variant} is not a BNext PyTorch checkpoint entry.")
-    if entry.sha256 is not None:
-        actual = weights_registry.sha256_of(checkpoint)
-        if actual != entry.sha256.lower():
-            raise weights_registry.WeightsError(
-                f"sha256 mismatch for {checkpoint}: expected {entry.sha256}, got {actual}. "
-                "It is not the registered file; nothing was cached."
-            )
-    state = _read_official_state(model_name, checkpoint)
-    return _convert_and_cache(model_name, state, entry, model)
-
-
-class _ImagenetWeights:
-    """The imagenet weights of an official variant, prepared before the model is built.
-
-    Either the cached converted Keras file, or a downloaded checkpoint that has been read and
-    checked already (so a bad download fails before an expensive model build). A downloaded file
-    that fails any check is deleted: nothing stays in the cache.
-    """
-
-    def __init__(self, zoo_name: str):
-        self.zoo_name = zoo_name
-        self.entry = weights_registry.get(zoo_name, "imagenet")
-        self.converted = converted_weights_path(self.entry)
-        self.raw = None
-        self.state = None
-        if not self.converted.is_file():
-            self.raw = weights_registry.fetch(self.entry)
-            try:
-                self.state = _read_official_state(zoo_name, self.raw)
-            except Exception:
-                self.raw.unlink(missing_ok=True)
-                raise
-
-    def keras_file(self, model=None) -> Path:
-        if self.state is not None:
-            try:
-                _convert_and_cache(self.zoo_name, self.state, self.entry, model)
-            except Exception:
-                self.raw.unlink(missing_ok=True)
-                raise
-            self.state = None
-        return self.converted
-
-
-def _file_kind(path: str) -> str:
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "keras_h5"
-    if head.startswith(b"PK") or head[:1] == b"\x80":
-        return "checkpoint"
-    raise ValueError(
-        f"{path}: unknown weights file format. Expected a Keras .h5 weights file, an official "
-        "PyTorch checkpoint (.pth / .pth.tar) or an .npz of its tensors."
+register_family(
+    Family(
+        name="bnext",
+        official_format="torch",
+        owns=_owns,
+        official_state=official_state,
+        check_variant=_check_variant,
+        assign=_assign,
+        build=_build_full,
     )
-
-
-def _load_keras_weights(model: tf.keras.Model, path: str, include_top: bool) -> None:
-    if _file_kind(path) != "keras_h5":
-        raise ValueError(f"{path}: expected a Keras .h5 weights file.")
-    if include_top:
-        model.load_weights(path)
-        return
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        names = {n.decode() if isinstance(n, bytes) else n for n in f.attrs.get("layer_names", [])}
-    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names]
-    if missing:
-        raise ValueError(
-            f"{path} has no weights for layers {missing[:5]}{' ...' if len(missing) > 5 else ''}."
-        )
-    model.load_weights(path, by_name=True)
-
-
-def _load_weights(
-    model: tf.keras.Model, weights, imagenet: Optional[_ImagenetWeights], include_top: bool
-) -> None:
-    from larq_poke.converters.bnext_torch import load_bnext_torch
-
-    if imagenet is not None:
-        full = include_top and model.output_shape[-1] == 1000
-        path = imagenet.keras_file(model=model if full else None)
-        _load_keras_weights(model, os.fspath(path), include_top)
-        return
-    path = os.fspath(weights)
-    if _file_kind(path) == "keras_h5":
-        _load_keras_weights(model, path, include_top)
-    else:
-        load_bnext_torch(model, path)
+)

@@ -6,8 +6,8 @@ viruses") instead of the file. The page carries a confirmation: a ``<form>`` wit
 transport follows it once and returns the file's response; if Drive still answers with HTML
 (quota exceeded, access denied, file removed) it raises :class:`WeightsError` with what to do.
 
-Registered for the ``gdrive`` scheme on import: ``weights.fetch(entry)`` then works for entries
-whose ``url`` is ``gdrive://<id>``. The download endpoint is ``GDRIVE_DOWNLOAD_URL`` (override
+``larq_poke.zoo`` registers it for the ``gdrive`` scheme: ``weights.fetch(entry)`` then works for
+entries whose ``url`` is ``gdrive://<id>``. The download endpoint is ``GDRIVE_DOWNLOAD_URL`` (override
 with ``$LARQ_POKE_GDRIVE_URL``, e.g. for a mirror).
 """
 
@@ -22,7 +22,6 @@ import urllib.request
 from html.parser import HTMLParser
 from typing import Dict, List, Optional, Tuple
 
-from larq_poke.zoo import weights
 from larq_poke.zoo.weights import WeightsError
 
 __all__ = ["GDRIVE_DOWNLOAD_URL", "open_gdrive", "gdrive_view_url"]
@@ -123,5 +122,3 @@ def open_gdrive(url: str, timeout: float):
         )
     return response
 
-
-weights.register_transport("gdrive", open_gdrive)

@@ -22,17 +22,21 @@ model = PokeBNN(0.5, weights="checkpoint_125000")      # an official Flax traini
 
 from __future__ import annotations
 
-import os
+import re
+from collections.abc import Mapping
+from typing import Dict
 
 import larq as lq
+import numpy as np
 import tensorflow as tf
 
 from larq_poke.layers.pokebnn import PokeConv, PokeInit
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+from larq_poke.zoo.loading import Family, ImportReport, load_weights, register_family
 from larq_poke.zoo.zoo_model import ZooModel, model_input
 
-__all__ = ["PokeBNN", "MODELS", "stage_plan"]
+__all__ = ["PokeBNN", "MODELS", "stage_plan", "load_pokebnn_flax", "official_state", "official_variable_map"]
 
 # (number of blocks, base width) of the four stages: the ResNet-50 pattern.
 _STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
@@ -83,23 +87,6 @@ def _check_width(width_multiplier: float) -> None:
                 f"would tile {cin} channels to {4 * filters}, which is not a multiple."
             )
         cin = 4 * filters
-
-
-def _load_weights(model, weights) -> None:
-    path = os.fspath(weights)
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(b"\x89HDF"):
-        try:
-            model.load_weights(path)
-        except (ValueError, KeyError) as err:
-            raise ValueError(
-                f"{path} is a Keras weights file that does not fit {model.name}: {err}"
-            ) from err
-        return
-    from larq_poke.converters.pokebnn_flax import load_pokebnn_flax
-
-    load_pokebnn_flax(model, path)
 
 
 def PokeBNN(
@@ -165,7 +152,7 @@ def PokeBNN(
         x = without_autograph(dense)(x)
     model = ZooModel(inputs, x, name=name or f"pokebnn-{width_label(width_multiplier)}x")
     if weights is not None:
-        _load_weights(model, weights)
+        load_weights(model, weights, allow_missing_head=not include_top)
     return model
 
 
@@ -179,3 +166,231 @@ def _variant(width):
 
 #: zoo names → constructors taking PokeBNN's keyword arguments.
 MODELS = {f"pokebnn-{width_label(w)}x": _variant(w) for w in (0.5, 0.75, 1.0, 1.5, 2.0)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Official variables: google/aqt's Flax PokeBNN -> this Keras model.
+#
+# The official variables use flattened Flax names: ``params/<module>/<name>``,
+# ``batch_stats/<bn>/{mean,var}`` and ``get_bounds/<layer>/GetBounds_0/bounds``. Sources: a mapping
+# of those names to arrays, an ``.npz`` of them, or a ``flax.training.checkpoints`` file of a
+# TrainState with ``params`` and ``mutable_vars`` (``batch_stats``, ``get_bounds``); optimizer
+# state, step and EMA statistics are ignored. Every official variable must be consumed and every
+# Keras weight assigned; anything missing, extra or mis-shaped raises a ValueError naming it.
+
+# The variable collections of the official model; other keys of an .npz (inputs, outputs,
+# intermediates of a recorded run) are not variables.
+_COLLECTIONS = ("params", "batch_stats", "get_bounds")
+# Official entries that carry no inference information.
+_IGNORED = re.compile(r"^get_bounds/.+/GetBounds_0/stats(/|$)")
+
+
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _official_names(state: Mapping) -> Dict[str, np.ndarray]:
+    """Flatten a TrainState (or a variables dict) to the official ``collection/...`` names."""
+    if "params" in state and "mutable_vars" in state:  # TrainState of the official train.py
+        params = state["params"]
+        if set(params) == {"params"}:
+            params = params["params"]
+        variables = {"params": params, **state["mutable_vars"]}
+    elif "params" in state:  # a plain {'params', 'batch_stats', 'get_bounds'} variables dict
+        variables = {k: v for k, v in state.items() if k in ("params", "batch_stats", "get_bounds")}
+    else:
+        raise ValueError(
+            "The checkpoint has no 'params' collection; expected a TrainState with 'params' and "
+            f"'mutable_vars' or a variables dict. Top-level keys: {sorted(state)}."
+        )
+    return _flatten(variables)
+
+
+def official_state(content) -> Dict[str, np.ndarray]:
+    """Official flattened names (``params/...``, ``batch_stats/...``, ``get_bounds/...``) to arrays,
+    from a Flax TrainState / variables dict (nested) or an already flat mapping (``.npz``)."""
+    if not isinstance(content, Mapping):
+        raise ValueError(f"expected PokeBNN variables (a mapping), got {type(content).__name__}.")
+    flat = dict(content)
+    if any(isinstance(v, Mapping) for v in flat.values()):
+        flat = _official_names(flat)
+    return {
+        k: v for k, v in flat.items() if k.split("/", 1)[0] in _COLLECTIONS and not _IGNORED.match(k)
+    }
+
+
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def official_variable_map(model):
+    """``{official name: (keras variable, transform)}`` for a larq_poke PokeBNN model.
+
+    ``transform`` turns the official array into the Keras value; the binary convs' constant
+    activation bounds map to ``None`` and are checked instead of assigned.
+    """
+    def bn(prefix, layer):
+        return {
+            f"params/{prefix}/scale": (layer.gamma, None),
+            f"params/{prefix}/bias": (layer.beta, None),
+            f"batch_stats/{prefix}/mean": (layer.moving_mean, None),
+            f"batch_stats/{prefix}/var": (layer.moving_variance, None),
+        }
+
+    def dprelu(index, layer):
+        return {
+            f"params/DPReLU_{index}/{n}": (getattr(layer, n), None)
+            for n in ("bias_x", "bias_y", "pos_slope", "neg_slope")
+        }
+
+    def bounds(official, quantizer):
+        return {f"get_bounds/{official}/GetBounds_0/bounds": (quantizer.bounds, np.ravel)}
+
+    def depthwise(kernel):
+        return lambda a: np.reshape(a, kernel.shape)
+
+    mapping = {}
+    stem = _layer(model, "init")
+    if stem is None:
+        raise ValueError(f"{model.name} is not a larq_poke PokeBNN model (no 'init' stem layer).")
+    mapping[f"params/init_conv/kernel"] = (stem.conv.kernel, None)
+    mapping.update(bounds("init_conv", stem.conv.input_quantizer))
+    mapping.update(bn("init_bn", stem.bn))
+    mapping.update(dprelu(0, stem.dprelu))
+    mapping["params/init_conv_group/kernel"] = (
+        stem.conv_group.depthwise_kernel,
+        depthwise(stem.conv_group.depthwise_kernel),
+    )
+    mapping.update(bounds("init_conv_group", stem.conv_group.input_quantizer))
+    mapping.update(bn("init_bn_group", stem.bn_group))
+    mapping.update(dprelu(1, stem.dprelu_group))
+
+    pokeconvs = [layer for layer in model.layers if isinstance(layer, PokeConv)]
+    for layer in pokeconvs:
+        match = re.fullmatch(r"resblock(\d+)-([123])", layer.name)
+        if match is None:
+            raise ValueError(f"Unexpected PokeConv name {layer.name!r}; expected resblock<i>-<j>.")
+        i, j = int(match.group(1)), int(match.group(2))
+        n = layer.name
+        mapping[f"params/conv-{n}/kernel"] = (layer.conv.kernel, None)
+        mapping[f"get_bounds/conv-{n}/GetBounds_0/bounds"] = (None, layer.activation_bound)
+        mapping.update(bn(f"bn{n}", layer.bn))
+        mapping.update(dprelu(2 + 3 * i + (j - 1), layer.dprelu))
+        for fc, official in ((layer.se.fc1, f"sefc1-{n}"), (layer.se.fc2, f"sefc2-{n}")):
+            mapping[f"params/{official}/kernel"] = (fc.kernel, None)
+            mapping[f"params/{official}/bias"] = (fc.bias, None)
+            mapping.update(bounds(official, fc.input_quantizer))
+        mapping.update(bn(f"bn_split{n}", layer.bn_split))
+
+    dense = _layer(model, "dense")
+    if dense is not None:
+        mapping["params/DenseAqt_0/kernel"] = (dense.kernel, None)
+        mapping["params/DenseAqt_0/bias"] = (dense.bias, None)
+        mapping.update(bounds("DenseAqt_0", dense.input_quantizer))
+    return mapping
+
+
+def load_pokebnn_flax(model, variables, *, allow_missing_head: bool = False) -> ImportReport:
+    """Assign official PokeBNN variables to ``model`` (built by :func:`PokeBNN`); the family's
+    entry point to :func:`larq_poke.zoo.load_weights`.
+
+    # Arguments
+    model: a built larq_poke PokeBNN model.
+    variables: mapping of official flattened names to arrays, an ``.npz`` of them, or a
+        ``flax.training.checkpoints`` msgpack file.
+    allow_missing_head: accept (and skip) the official ``DenseAqt_0`` variables for a model
+        built with ``include_top=False``.
+
+    # Raises
+    ValueError: naming every official variable that is missing, unexpected or mis-shaped.
+    """
+    return load_weights(model, variables, allow_missing_head=allow_missing_head, family="pokebnn")
+
+
+def _assign(model, flat: Dict[str, np.ndarray], allow_missing_head: bool) -> ImportReport:
+    mapping = official_variable_map(model)
+    missing = sorted(set(mapping) - set(flat))
+    extra = sorted(set(flat) - set(mapping))
+    if extra and _layer(model, "dense") is None and allow_missing_head:
+        extra = [k for k in extra if "/DenseAqt_0/" not in k]
+    problems = []
+    if missing:
+        problems.append(f"missing official variables: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    if extra:
+        problems.append(
+            f"official variables the model has no place for: {extra[:8]}{' ...' if len(extra) > 8 else ''} "
+            "(is the checkpoint of another width or head?)"
+        )
+    assignments = []
+    for name, (variable, transform) in mapping.items():
+        if name not in flat:
+            continue
+        value = np.asarray(flat[name], dtype=np.float32)
+        if variable is None:  # constant binary-activation bound: check, don't assign
+            if not np.all(value == np.float32(transform)):
+                problems.append(
+                    f"{name}: binary activation bounds must all be {transform} "
+                    f"(got values in [{value.min()}, {value.max()}])"
+                )
+            continue
+        if transform is not None:
+            try:
+                value = transform(value)
+            except ValueError as err:
+                problems.append(f"{name}: cannot reshape {flat[name].shape} to {tuple(variable.shape)} ({err})")
+                continue
+        if tuple(value.shape) != tuple(variable.shape):
+            problems.append(f"{name}: shape {tuple(value.shape)} does not match the model's {tuple(variable.shape)}")
+            continue
+        assignments.append((variable, value))
+    if problems:
+        raise ValueError(f"Cannot load PokeBNN variables into {model.name}: " + "; ".join(problems))
+    assigned = {id(v) for v, _ in assignments}
+    unassigned = [w.name for w in model.weights if id(w) not in assigned]
+    if unassigned:
+        raise ValueError(f"These weights of {model.name} have no official variable: {unassigned[:8]}")
+    tf.keras.backend.batch_set_value(assignments)
+    used = [k for k in mapping if k in flat]
+    return ImportReport(
+        family="pokebnn",
+        source="mapping",
+        format="mapping",
+        keys=len(flat),
+        assigned_keys=len(used),
+        skipped_keys=len(flat) - len(used),
+        keras_weights=len(assignments),
+    )
+
+
+def _owns(model) -> bool:
+    try:
+        return isinstance(model.get_layer("init"), PokeInit)
+    except ValueError:
+        return False
+
+
+def _no_pretrained(zoo_name, state=None):
+    raise ValueError(NO_IMAGENET_WEIGHTS)
+
+
+register_family(
+    Family(
+        name="pokebnn",
+        official_format="flax_msgpack",
+        owns=_owns,
+        official_state=official_state,
+        check_variant=_no_pretrained,
+        assign=_assign,
+        build=_no_pretrained,
+    )
+)

@@ -57,7 +57,10 @@ class WeightsEntry:
     variant: e.g. ``"imagenet"``.
     url: download address (``http(s)://``, ``file://``, or ``gdrive://<file id>``).
     file_name: name of the file in the cache.
-    format: how to read it: ``"keras_h5"``, ``"bnext_torch"`` or ``"pokebnn_flax"``.
+    format: the file's format: ``"keras_h5"`` (loaded as is) or an official checkpoint format
+        (``"torch"``, ``"flax_msgpack"``, ``"npz"``; see :mod:`larq_poke.checkpoints`), which is
+        converted to Keras weights once by ``family`` and cached.
+    family: the zoo family that reads an official checkpoint (``"bnext"``, ``"pokebnn"``).
     sha256: expected hex digest of the downloaded file, or ``None`` when not pinned yet (then only
         the file's structure is checked by the importer).
     source: who published it (repository, paper).
@@ -71,6 +74,7 @@ class WeightsEntry:
     url: str
     file_name: str
     format: str
+    family: str = ""
     sha256: Optional[str] = None
     source: str = ""
     license: str = ""

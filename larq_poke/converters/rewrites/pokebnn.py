@@ -34,7 +34,7 @@ gate multiply) — neither can be folded into a constant transform, and TFLite h
 multiply-add with tensor operands. Hence 4 per PokeConv, 5 where a second residual is added: the
 form here is at the minimum. (Fewer ops is also faster here: TFLite's PRELU is as cheap as an
 ADD, cheaper than the two-op ``max(z, r·z)``; see
-:func:`~larq_poke.converters.deploy_common.channel_prelu`.)
+:func:`~larq_poke.converters.rewrites.common.channel_prelu`.)
 
 **Shortcut reshapes** without TILE / TRANSPOSE / SELECT: channel tiling is a CONCATENATION of
 copies; zero-padding channels is PAD; averaging k consecutive channels is RESHAPE + MEAN (a
@@ -58,7 +58,7 @@ fake-quant ops derived from the model's own quantizers make TFLite emit int8 ops
 convs, every SE and the classifier; see :func:`pokebnn_deployable` for how the ranges are chosen.
 
 ```python
-from larq_poke.converters.pokebnn_deploy import pokebnn_deployable
+from larq_poke.converters.rewrites.pokebnn import pokebnn_deployable
 deployable_model = pokebnn_deployable(model)          # float32, numerically equivalent
 convert(model)                                         # applies it automatically
 ```
@@ -72,7 +72,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.converters.deploy_common import (
+from larq_poke.converters.rewrites.common import (
     ConvSpec,
     as_numpy,
     binary_conv,
@@ -107,7 +107,6 @@ __all__ = [
     "FullMapAveragePool",
     "MissingQuantizationInfoError",
     "calibrate_activation_bounds",
-    "full_resolution_elementwise_ops",
 ]
 
 # A DPReLU positive slope of exactly 0 is replaced by this (sign kept) so that
@@ -197,7 +196,7 @@ class _ActivationQuant:
                 f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
                 "(uncalibrated), so the model carries no quantization information for int8. "
                 "Calibrate the bounds (training past the bound update step, or "
-                "larq_poke.converters.pokebnn_deploy.calibrate_activation_bounds) first."
+                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds) first."
             )
         top = float(np.max(self.bounds + np.float32(EPS)))
         if self.unsigned:
@@ -681,7 +680,7 @@ def _check_calibrated(model) -> None:
             f"int8 requested without quantization information: the multi-bit activation "
             f"bounds of {shown} are still the -1 sentinel (uncalibrated; the official training "
             "sets them at step 7500). Convert a trained model, or calibrate the bounds first "
-            "(larq_poke.converters.pokebnn_deploy.calibrate_activation_bounds)."
+            "(larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds)."
         )
 
 
@@ -760,36 +759,6 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
             del quantizer.call
     for name, quantizer in quantizers:
         quantizer.bounds.assign(np.mean(peaks[name], axis=0).astype(np.float32))
-
-
-def full_resolution_elementwise_ops(info) -> dict:
-    """Census of the elementwise ops on full-resolution tensors of the binary part of a
-    converted model (a :class:`~larq_poke.converters.flatbuffer.FlatbufferModel`): ops of
-    :data:`~larq_poke.converters.flatbuffer.ELEMENTWISE_OPS` after the first ``LceQuantize``
-    whose output is a 4-D map larger than 1×1 (the SE's 1×1 arithmetic is not counted; neither
-    are the stem's ops before the first binary conv).
-
-    Returns ``{"counts": {op: n}, "total": n, "binary_convs": n, "per_binary_conv": x}``.
-    """
-    from collections import Counter
-
-    from larq_poke.converters.flatbuffer import ELEMENTWISE_OPS
-
-    quantize = [op.index for op in info.operators if op.op_type == "LceQuantize"]
-    start = min(quantize) if quantize else len(info.operators)
-    counts: Counter = Counter()
-    for op in info.operators[start:]:
-        shape = info.op_output_shape(op)
-        if op.op_type in ELEMENTWISE_OPS and len(shape) == 4 and shape[1] * shape[2] > 1:
-            counts[op.op_type] += 1
-    total = sum(counts.values())
-    bconvs = len(info.bconvs)
-    return {
-        "counts": dict(counts),
-        "total": total,
-        "binary_convs": bconvs,
-        "per_binary_conv": total / bconvs if bconvs else None,
-    }
 
 
 register_rewrite((PokeConv, PokeInit), pokebnn_deployable, name="pokebnn")

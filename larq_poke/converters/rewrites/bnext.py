@@ -47,7 +47,7 @@ Stride-1 convs are left as they are (LCE already fuses them). Only convs with ``
 (Larq / LCE: sign(0) = +1) are rewritten: LCE has no sign(0) = 0.
 
 ```python
-from larq_poke.converters.bnext_deploy import bnext_deployable
+from larq_poke.converters.rewrites.bnext import bnext_deployable
 deployable_model = bnext_deployable(model)            # numerically equivalent
 convert(model)                                         # applies it automatically
 ```
@@ -60,7 +60,7 @@ from typing import List
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.converters.deploy_common import (
+from larq_poke.converters.rewrites.common import (
     ConvSpec,
     as_numpy,
     binary_conv,

@@ -1,7 +1,7 @@
 """The torch-free, code-free reader of ``torch.save`` files.
 
 Checkpoints are written with real ``torch.save`` (torch is a test-only dependency) and read back
-with :func:`load_torch_checkpoint`; one test reads them in a subprocess where importing torch is
+with :func:`larq_poke.checkpoints.read_torch`; one test reads them in a subprocess where importing torch is
 impossible.
 """
 
@@ -18,12 +18,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from larq_poke.converters.torch_checkpoint import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    is_torch_checkpoint,
-    load_torch_checkpoint,
-)
+from larq_poke.checkpoints import CheckpointError, UnsafeCheckpointError, detect_format
+from larq_poke.checkpoints import read_torch as load_torch_checkpoint
 
 torch = pytest.importorskip("torch", reason="torch (CPU) is a test dependency: pip install torch==2.13.0")
 
@@ -95,7 +91,7 @@ def checkpoints(tmp_path_factory):
 
 def test_plain_zip_state_dict(checkpoints):
     state, _, _, paths = checkpoints
-    assert is_torch_checkpoint(paths["plain"])
+    assert detect_format(paths["plain"]) == "torch"
     loaded = load_torch_checkpoint(paths["plain"])
     assert isinstance(loaded, collections.OrderedDict)
     _assert_same(loaded, state)
@@ -118,7 +114,7 @@ def test_training_checkpoint_dict(checkpoints):
 
 def test_legacy_format(checkpoints):
     state, _, _, paths = checkpoints
-    assert is_torch_checkpoint(paths["legacy"])
+    assert detect_format(paths["legacy"]) == "torch"
     _assert_same(load_torch_checkpoint(paths["legacy"]), state)
 
 
@@ -151,7 +147,7 @@ def test_loads_with_torch_unimportable(checkpoints, tmp_path):
         except ImportError:
             pass
         import numpy as np
-        from larq_poke.converters.torch_checkpoint import load_torch_checkpoint
+        from larq_poke.checkpoints import read_torch as load_torch_checkpoint
 
         expected = np.load({str(expected)!r})
         for path in ({str(paths["plain"])!r}, {str(paths["legacy"])!r}, {str(paths["training"])!r}):
@@ -328,8 +324,9 @@ def test_truncated_legacy(checkpoints, tmp_path):
 def test_not_a_checkpoint(tmp_path, content):
     path = tmp_path / "junk.pth"
     path.write_bytes(content)
-    assert not is_torch_checkpoint(path) or content.startswith(b"\x80")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="junk.pth"):
+        detect_format(path)
+    with pytest.raises(CheckpointError, match="junk.pth"):
         load_torch_checkpoint(path)
 
 

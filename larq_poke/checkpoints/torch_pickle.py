@@ -16,10 +16,16 @@ Both serialization formats of ``torch.save`` are supported:
 Tensors come back as NumPy arrays (a copy, in native byte order); containers as ``dict`` /
 ``OrderedDict`` / ``list`` / ``tuple``. ``bfloat16`` tensors are widened to ``float32``.
 
+Untrusted bytes are checked before they are trusted: every length a pickle opcode declares is
+checked against the bytes that follow it (a scan with :mod:`pickletools` before unpickling), every
+zip record's size against the archive's, every tensor's shape, offset and stride against its
+storage, so a corrupted file raises :class:`CheckpointError` instead of allocating what a size
+field claims.
+
 ```python
-from larq_poke.converters.torch_checkpoint import load_torch_checkpoint
-state = load_torch_checkpoint("bnext_tiny.pth.tar")      # e.g. OrderedDict of np.ndarray
-state["module.fc.weight"].shape                            # (1000, 1024)
+from larq_poke.checkpoints import read_torch
+state = read_torch("bnext_tiny.pth.tar")      # e.g. OrderedDict of np.ndarray
+state["module.fc.weight"].shape                # (1000, 1024)
 ```
 """
 
@@ -27,8 +33,10 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -36,20 +44,10 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-__all__ = [
-    "CheckpointError",
-    "UnsafeCheckpointError",
-    "load_torch_checkpoint",
-    "is_torch_checkpoint",
-]
+from larq_poke.checkpoints.errors import MALFORMED, CheckpointError, UnsafeCheckpointError, reading
+from larq_poke.checkpoints.zip_records import open_zip, read_record
 
-
-class CheckpointError(ValueError):
-    """The file is not a readable PyTorch checkpoint (truncated, corrupted or unsupported)."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The pickle references a global that is not on the allowlist; nothing was executed."""
+__all__ = ["read_torch", "torch_zip_prefix"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,13 +199,20 @@ def _materialize(storage, offset: int, size, stride, dtype) -> np.ndarray:
         root = storage
     if root.data is None:
         raise CheckpointError(f"storage {root.key!r} was never written to the file")
-    numel = int(np.prod(size, dtype=np.int64)) if size else 1
+    numel = math.prod(size)
+    # A dimension of size 1 never moves: its stride is irrelevant (and may be anything).
+    stride = tuple(0 if n == 1 else s for n, s in zip(size, stride))
     if numel:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if offset < 0 or last >= limit or view_offset + last >= root.data.size:
+        if offset < 0 or view_offset < 0 or last >= limit or view_offset + last >= root.data.size:
             raise CheckpointError(
                 f"tensor of shape {tuple(size)} reads past the end of storage {root.key!r} "
                 f"({limit} elements); the file is corrupted"
+            )
+        if numel > limit:
+            raise CheckpointError(
+                f"tensor of shape {tuple(size)} repeats the {limit} elements of storage "
+                f"{root.key!r} (overlapping strides {stride}); not a weights tensor"
             )
     flat = root.data[view_offset + offset :]
     if numel == 0:
@@ -344,7 +349,7 @@ class _NumpyArrayBuilder:
             raise UnsafeCheckpointError("numpy array with a non-numeric dtype")
         shape = _as_index_tuple(shape, "numpy shape")
         resolved = dtype.resolve()
-        if len(raw) != int(np.prod(shape, dtype=np.int64)) * resolved.itemsize:
+        if len(raw) != math.prod(shape) * resolved.itemsize:
             raise CheckpointError("numpy array payload has the wrong size")
         array = np.frombuffer(raw, dtype=resolved).reshape(shape, order="F" if is_fortran else "C")
         self.array = np.array(array, dtype=resolved.newbyteorder("="))
@@ -408,24 +413,49 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._load_storage(pid)
 
 
-def _unpickle(stream, load_storage, source: str):
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_opcodes(payload: bytes, start: int, source: str) -> int:
+    """Walk the pickle starting at ``start`` without building anything; return where it ends.
+
+    :mod:`pickletools` reads every length-prefixed argument (bytes, strings, longs, frames) and
+    fails when fewer bytes follow than the length claims. The C unpickler would allocate the
+    claimed length first, so a corrupted size field must be caught here.
+    """
+    stream = io.BytesIO(payload)
+    stream.seek(start)
+    end = None
     try:
-        return _RestrictedUnpickler(stream, load_storage, source).load()
+        for count, (opcode, arg, _position) in enumerate(pickletools.genops(stream)):
+            if opcode.name == "STOP":
+                end = stream.tell()
+                break
+            # The C unpickler grows its memo table to the largest index a PUT names; a real
+            # pickle numbers its memo entries 0, 1, 2, ... so an index is below the op count.
+            if opcode.name in _MEMO_PUTS and not (isinstance(arg, int) and 0 <= arg <= count):
+                raise CheckpointError(f"{source}: corrupted pickle (memo index {arg!r:.40} at op {count})")
+    except (ValueError, EOFError, struct.error, OverflowError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{source}: corrupted or truncated pickle ({err})") from err
+    if end is None:
+        raise CheckpointError(f"{source}: truncated pickle (no STOP opcode)")
+    return end
+
+
+def _unpickle(payload: bytes, start: int, load_storage, source: str):
+    """Unpickle the pickle at ``payload[start:]``; returns ``(object, end offset)``."""
+    end = _check_opcodes(payload, start, source)
+    stream = io.BytesIO(payload)
+    stream.seek(start)
+    try:
+        obj = _RestrictedUnpickler(stream, load_storage, source).load()
     except CheckpointError:
         raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        IndexError,
-        KeyError,
-        AttributeError,
-        struct.error,
-    ) as err:
+    except (pickle.UnpicklingError, *MALFORMED) as err:
         raise CheckpointError(
             f"{source}: corrupted or truncated pickle ({type(err).__name__}: {err})"
         ) from err
+    return obj, end
 
 
 def _resolve(obj, memo=None):
@@ -467,70 +497,66 @@ def _resolve(obj, memo=None):
 # Zip format.
 
 
+def torch_zip_prefix(names) -> Optional[str]:
+    """``"<name>/"`` when the zip member ``names`` are those of a ``torch.save`` archive."""
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    return pickles[0][: -len("data.pkl")] if len(pickles) == 1 else None
+
+
+def _storage_dtype(dtype, little: bool) -> np.dtype:
+    np_dtype = np.dtype(np.uint16 if isinstance(dtype, str) and dtype == "bfloat16" else dtype)
+    return np_dtype.newbyteorder("<" if little else ">")
+
+
 def _load_zip(path: str, source: str):
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as err:
-        raise CheckpointError(
-            f"{source}: not a valid zip archive ({err}); the file is truncated or corrupted"
-        ) from err
-    with archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pickles) != 1:
+    with open_zip(path, source) as archive:
+        names = archive.namelist()
+        prefix = torch_zip_prefix(names)
+        if prefix is None:
+            found = sum(n.endswith("/data.pkl") and n.count("/") == 1 for n in names)
             raise CheckpointError(
                 f"{source}: not a PyTorch checkpoint (expected one '<name>/data.pkl' record, "
-                f"found {len(pickles)})"
+                f"found {found})"
             )
-        prefix = pickles[0][: -len("data.pkl")]
         byteorder = "little"
-        if prefix + "byteorder" in archive.namelist():
-            byteorder = archive.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        if prefix + "byteorder" in names:
+            raw_order = read_record(archive, prefix + "byteorder", source, max_bytes=16)
+            byteorder = raw_order.decode("ascii", "replace").strip()
             if byteorder not in ("little", "big"):
                 raise CheckpointError(f"{source}: unknown byte order {byteorder!r}")
         storages: Dict[str, _Storage] = {}
 
         def load_storage(pid):
             if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-                raise CheckpointError(f"{source}: unexpected persistent id {pid!r}")
+                raise CheckpointError(f"{source}: unexpected persistent id {pid!r:.200}")
             _, storage_type, key, _location, numel = pid
             if (
                 not isinstance(storage_type, _StorageType)
                 or not isinstance(key, str)
                 or not isinstance(numel, int)
+                or numel < 0
             ):
-                raise CheckpointError(f"{source}: malformed storage reference {pid!r}")
+                raise CheckpointError(f"{source}: malformed storage reference {pid!r:.200}")
             if key in storages:
                 return storages[key]
             name = f"{prefix}data/{key}"
-            try:
-                raw = archive.read(name)
-            except KeyError:
-                raise CheckpointError(f"{source}: storage record {name!r} is missing") from None
-            except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as err:
-                raise CheckpointError(f"{source}: storage record {name!r} is corrupted ({err})") from err
+            if name not in names:
+                raise CheckpointError(f"{source}: storage record {name!r} is missing")
             itemsize = _itemsize(storage_type.dtype)
+            raw = read_record(archive, name, source, max_bytes=numel * itemsize)
             if len(raw) != numel * itemsize:
                 raise CheckpointError(
                     f"{source}: storage {key!r} has {len(raw)} bytes, expected {numel * itemsize}; "
                     "the file is truncated or corrupted"
                 )
-            np_dtype = np.dtype(np.uint16 if storage_type.dtype == "bfloat16" else storage_type.dtype)
-            np_dtype = np_dtype.newbyteorder("<" if byteorder == "little" else ">")
+            np_dtype = _storage_dtype(storage_type.dtype, byteorder == "little")
             data = np.frombuffer(raw, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
             storages[key] = _Storage(key, storage_type.dtype, numel, data)
             return storages[key]
 
-        try:
-            payload = archive.read(pickles[0])
-        except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as err:
-            raise CheckpointError(f"{source}: {pickles[0]!r} is corrupted ({err})") from err
-        return _resolve(_unpickle(io.BytesIO(payload), load_storage, source))
-
-
-try:
-    from zlib import error as zlib_error
-except ImportError:  # pragma: no cover
-    zlib_error = OSError
+        payload = read_record(archive, prefix + "data.pkl", source)
+        obj, _ = _unpickle(payload, 0, load_storage, source)
+        return _resolve(obj)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,82 +567,78 @@ _LEGACY_PROTOCOL = 1001
 
 
 def _no_storages(pid):
-    raise CheckpointError(f"unexpected persistent id {pid!r} outside the object pickle")
+    raise CheckpointError(f"unexpected persistent id {pid!r:.200} outside the object pickle")
 
 
 def _load_legacy(path: str, source: str):
     with open(path, "rb") as f:
-        magic = _unpickle(f, _no_storages, source)
-        if magic != _LEGACY_MAGIC:
-            raise CheckpointError(f"{source}: not a PyTorch checkpoint (bad magic number)")
-        protocol = _unpickle(f, _no_storages, source)
-        if protocol != _LEGACY_PROTOCOL:
-            raise CheckpointError(f"{source}: unsupported legacy protocol version {protocol!r}")
-        sys_info = _unpickle(f, _no_storages, source)
-        little = not isinstance(sys_info, dict) or sys_info.get("little_endian", True)
-        storages: Dict[str, _Storage] = {}
+        data = f.read()
+    magic, pos = _unpickle(data, 0, _no_storages, source)
+    if magic != _LEGACY_MAGIC:
+        raise CheckpointError(f"{source}: not a PyTorch checkpoint (bad magic number)")
+    protocol, pos = _unpickle(data, pos, _no_storages, source)
+    if protocol != _LEGACY_PROTOCOL:
+        raise CheckpointError(f"{source}: unsupported legacy protocol version {protocol!r:.100}")
+    sys_info, pos = _unpickle(data, pos, _no_storages, source)
+    little = not isinstance(sys_info, dict) or bool(sys_info.get("little_endian", True))
+    storages: Dict[str, _Storage] = {}
 
-        def load_storage(pid):
-            if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-                raise CheckpointError(f"{source}: unexpected persistent id {pid!r}")
-            _, storage_type, key, _location, numel, view_metadata = pid
-            if not isinstance(storage_type, _StorageType) or not isinstance(numel, int):
-                raise CheckpointError(f"{source}: malformed storage reference {pid!r}")
-            key = str(key)
-            if key not in storages:
-                storages[key] = _Storage(key, storage_type.dtype, numel)
-            root = storages[key]
-            if view_metadata is None:
-                return root
-            _view_key, offset, view_size = view_metadata
-            return _StorageView(root, int(offset), int(view_size))
+    def load_storage(pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise CheckpointError(f"{source}: unexpected persistent id {pid!r:.200}")
+        _, storage_type, key, _location, numel, view_metadata = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
+            raise CheckpointError(f"{source}: malformed storage reference {pid!r:.200}")
+        key = str(key)
+        if key not in storages:
+            storages[key] = _Storage(key, storage_type.dtype, numel)
+        root = storages[key]
+        if view_metadata is None:
+            return root
+        if not (isinstance(view_metadata, tuple) and len(view_metadata) == 3):
+            raise CheckpointError(f"{source}: malformed storage view {view_metadata!r:.200}")
+        _view_key, offset, view_size = view_metadata
+        if not (isinstance(offset, int) and isinstance(view_size, int)) or offset < 0 or view_size < 0:
+            raise CheckpointError(f"{source}: malformed storage view {view_metadata!r:.200}")
+        return _StorageView(root, offset, view_size)
 
-        obj = _unpickle(f, load_storage, source)
-        keys = _unpickle(f, _no_storages, source)
-        if not isinstance(keys, list):
-            raise CheckpointError(f"{source}: malformed storage key list")
-        for key in keys:
-            key = str(key)
-            if key not in storages:
-                raise CheckpointError(f"{source}: storage {key!r} is listed but never referenced")
-            storage = storages[key]
-            header = f.read(8)
-            if len(header) != 8:
-                raise CheckpointError(f"{source}: truncated before storage {key!r}")
-            (numel,) = struct.unpack("<q" if little else ">q", header)
-            if numel != storage.numel:
-                raise CheckpointError(
-                    f"{source}: storage {key!r} has {numel} elements, expected {storage.numel}"
-                )
-            itemsize = _itemsize(storage.dtype)
-            raw = f.read(numel * itemsize)
-            if len(raw) != numel * itemsize:
-                raise CheckpointError(f"{source}: storage {key!r} is truncated; the file is incomplete")
-            np_dtype = np.dtype(np.uint16 if storage.dtype == "bfloat16" else storage.dtype)
-            np_dtype = np_dtype.newbyteorder("<" if little else ">")
-            storage.data = np.frombuffer(raw, dtype=np_dtype).astype(np_dtype.newbyteorder("="))
-        return _resolve(obj)
+    obj, pos = _unpickle(data, pos, load_storage, source)
+    keys, pos = _unpickle(data, pos, _no_storages, source)
+    if not isinstance(keys, list):
+        raise CheckpointError(f"{source}: malformed storage key list")
+    for key in keys:
+        key = str(key)
+        if key not in storages:
+            raise CheckpointError(f"{source}: storage {key!r:.100} is listed but never referenced")
+        storage = storages[key]
+        if storage.data is not None:
+            raise CheckpointError(f"{source}: storage {key!r:.100} is listed twice")
+        header = data[pos : pos + 8]
+        if len(header) != 8:
+            raise CheckpointError(f"{source}: truncated before storage {key!r:.100}")
+        (numel,) = struct.unpack("<q" if little else ">q", header)
+        pos += 8
+        if numel != storage.numel:
+            raise CheckpointError(
+                f"{source}: storage {key!r:.100} has {numel} elements, expected {storage.numel}"
+            )
+        nbytes = numel * _itemsize(storage.dtype)
+        if pos + nbytes > len(data):
+            raise CheckpointError(f"{source}: storage {key!r:.100} is truncated; the file is incomplete")
+        np_dtype = _storage_dtype(storage.dtype, little)
+        storage.data = np.frombuffer(data, dtype=np_dtype, count=numel, offset=pos).astype(
+            np_dtype.newbyteorder("=")
+        )
+        pos += nbytes
+    return _resolve(obj)
 
 
 # --------------------------------------------------------------------------------------------
 # Public API.
 
 
-def is_torch_checkpoint(path) -> bool:
-    """Whether ``path`` looks like a ``torch.save`` file (zip with ``data.pkl`` or legacy pickle)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if head.startswith(b"PK"):
-            with zipfile.ZipFile(path) as archive:
-                return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in archive.namelist())
-        return head[:1] == b"\x80"
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def load_torch_checkpoint(path) -> Any:
-    """Load a ``torch.save`` file into NumPy arrays and plain containers, safely.
+def read_torch(path) -> Any:
+    """Read a ``torch.save`` file into NumPy arrays and plain containers, safely.
 
     # Arguments
     path: a ``.pth`` / ``.pth.tar`` / ``.pt`` file in the zip or the legacy format.
@@ -628,6 +650,10 @@ def load_torch_checkpoint(path) -> Any:
     UnsafeCheckpointError: the pickle references a global outside the allowlist (e.g.
         ``os.system``); raised before anything is called.
     CheckpointError: the file is missing, truncated, corrupted or not a PyTorch checkpoint.
+
+    ```python
+    state = read_torch("bnext_tiny_checkpoint.pth.tar")["state_dict"]
+    ```
     """
     source = os.fspath(path)
     try:
@@ -637,10 +663,11 @@ def load_torch_checkpoint(path) -> Any:
         raise CheckpointError(f"cannot read checkpoint {source}: {err}") from err
     if not head:
         raise CheckpointError(f"{source}: the file is empty")
-    if head.startswith(b"PK"):
-        return _load_zip(source, source)
-    if head[:1] == b"\x80":
-        return _load_legacy(source, source)
+    with reading(source, "PyTorch checkpoint"):
+        if head.startswith(b"PK"):
+            return _load_zip(source, source)
+        if head[:1] == b"\x80":
+            return _load_legacy(source, source)
     raise CheckpointError(
         f"{source}: not a PyTorch checkpoint (neither a zip archive nor a pickle; starts with {head!r})"
     )

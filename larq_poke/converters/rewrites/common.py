@@ -1,5 +1,5 @@
-"""Building blocks shared by the deployable rewrites (:mod:`~larq_poke.converters.pokebnn_deploy`,
-:mod:`~larq_poke.converters.bnext_deploy`): constants read from trained layers, the binary conv in
+"""Building blocks shared by the deployable rewrites (:mod:`~larq_poke.converters.rewrites.pokebnn`,
+:mod:`~larq_poke.converters.rewrites.bnext`): constants read from trained layers, the binary conv in
 the form LCE fuses, and the exact correction of a binary conv whose padded positions hold +1
 instead of 0.
 """

@@ -1,0 +1,268 @@
+"""One way to put weights into a zoo model: :func:`load_weights`.
+
+``source`` is a file (Keras ``.h5`` weights, a PyTorch ``.pth`` / ``.pth.tar``, a Flax msgpack
+checkpoint or an ``.npz``) or a mapping from the family's official variable names to arrays. The
+file's format is read from its bytes (:func:`larq_poke.checkpoints.detect_format`), the family
+from the model; the family translates the official names to Keras variables and checks every
+tensor (names, shapes, values) before it assigns any. Every zoo constructor's ``weights=`` and
+``larq-poke weights import`` go through here.
+
+```python
+from larq_poke.zoo import BNextT, load_weights
+model = BNextT()
+report = load_weights(model, "bnext_tiny_checkpoint.pth.tar")   # no torch needed
+report.to_dict()
+```
+
+A family module registers itself with :func:`register_family`; see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from larq_poke.checkpoints import CheckpointError, detect_format, read_checkpoint
+from larq_poke.zoo.weights import WeightsEntry, WeightsError, atomic_path, cache_dir, fetch, sha256_of
+
+__all__ = [
+    "Family",
+    "ImportReport",
+    "register_family",
+    "family_of",
+    "load_weights",
+    "converted_weights_path",
+    "PretrainedWeights",
+    "import_weights",
+    "CONVERTED_FORMAT_VERSION",
+]
+
+#: Bump when a conversion changes, so that stale converted weights in the cache are not reused.
+CONVERTED_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(kw_only=True)
+class ImportReport:
+    """What :func:`load_weights` did."""
+
+    family: str
+    source: str
+    format: str
+    keys: int = 0
+    assigned_keys: int = 0
+    skipped_keys: int = 0
+    keras_weights: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How one model family reads official weights.
+
+    # Arguments
+    name: ``"bnext"``, ``"pokebnn"``, ...
+    official_format: the format the authors publish (``"torch"``, ``"flax_msgpack"``).
+    owns: ``owns(model) -> bool``: whether a Keras model was built by this family.
+    official_state: ``official_state(content) -> {official name: array}`` from what a reader
+        returned (or a user's mapping); ``ValueError`` naming what is wrong.
+    check_variant: ``check_variant(zoo_name, state)``: ``ValueError`` unless ``state`` has the
+        layout of zoo model ``zoo_name`` (checked before a large model is built).
+    assign: ``assign(model, state, allow_missing_head) -> ImportReport``: check everything,
+        then assign; the model is unchanged when it raises.
+    build: ``build(zoo_name) -> model`` with the full ImageNet head, for converting a
+        checkpoint into the cache.
+    """
+
+    name: str
+    official_format: str
+    owns: Callable
+    official_state: Callable
+    check_variant: Callable
+    assign: Callable
+    build: Callable
+
+
+_FAMILIES: Dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Make :func:`load_weights` know ``family`` (called by each family module on import)."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def family_of(model) -> Family:
+    """The registered family that built ``model``; ``ValueError`` naming the known ones."""
+    for family in _FAMILIES.values():
+        if family.owns(model):
+            return family
+    raise ValueError(
+        f"model {model.name!r} was not built by a larq_poke zoo family "
+        f"({', '.join(sorted(_FAMILIES)) or 'none registered'}); its official weights cannot be mapped."
+    )
+
+
+def _keras_weighted_layers(model):
+    return [layer for layer in model.layers if layer.weights]
+
+
+def _load_keras_h5(model, path: str) -> int:
+    """Load Keras weights; by layer name when the model has fewer weighted layers (no head)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("layer_names", [])
+        names = [n.decode() if isinstance(n, bytes) else n for n in raw]
+        stored = {n for n in names if len(f[n].attrs.get("weight_names", []))}
+    layers = _keras_weighted_layers(model)
+    try:
+        if {layer.name for layer in layers} == stored:
+            model.load_weights(path)
+        else:
+            missing = [layer.name for layer in layers if layer.name not in stored]
+            if missing:
+                raise ValueError(
+                    f"it has no weights for layers {missing[:5]}{' ...' if len(missing) > 5 else ''}"
+                )
+            model.load_weights(path, by_name=True)
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{path} is a Keras weights file that does not fit {model.name}: {err}") from err
+    return len(model.weights)
+
+
+def load_weights(
+    model, source, *, allow_missing_head: bool = False, family: Optional[str] = None
+) -> ImportReport:
+    """Load ``source`` into zoo ``model`` (see the module docstring); returns an :class:`ImportReport`.
+
+    ``allow_missing_head`` accepts official classifier weights that a model built with
+    ``include_top=False`` has no place for (they are skipped). Raises ``ValueError`` (a
+    :class:`~larq_poke.checkpoints.CheckpointError` for an unreadable or unsafe file) naming the
+    problem; nothing is assigned then. ``family`` names the family when the caller knows it (the
+    families' own entry points), instead of recognising it from the model.
+    """
+    family = _FAMILIES[family] if family else family_of(model)
+    if isinstance(source, Mapping):
+        label, fmt, content = "mapping", "mapping", source
+    else:
+        label = os.fspath(source)
+        if not os.path.isfile(label):
+            raise ValueError(f"weights file {label!r} does not exist or is not a file.")
+        try:
+            fmt = detect_format(label)
+        except CheckpointError:
+            # msgpack has no signature: an unrecognised file for a Flax family is read as Flax,
+            # so that the error says what is wrong with it as a Flax checkpoint.
+            if family.official_format != "flax_msgpack":
+                raise
+            fmt = family.official_format
+        if fmt == "keras_h5":
+            count = _load_keras_h5(model, label)
+            return ImportReport(family=family.name, source=label, format=fmt, keras_weights=count)
+        content = read_checkpoint(label, fmt)
+    state = family.official_state(content)
+    report = family.assign(model, state, allow_missing_head)
+    report.source, report.format = label, fmt
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# Pretrained weights: official checkpoints converted once to Keras weights and cached.
+
+
+def converted_weights_path(entry: WeightsEntry) -> Path:
+    """Where the Keras weights converted from ``entry``'s official checkpoint are cached."""
+    return (
+        cache_dir()
+        / entry.model
+        / entry.variant
+        / f"{entry.model}_{entry.variant}_keras_v{CONVERTED_FORMAT_VERSION}.h5"
+    )
+
+
+def _family(entry: WeightsEntry) -> Family:
+    if entry.family not in _FAMILIES:
+        raise ValueError(
+            f"{entry.model}/{entry.variant}: no zoo family {entry.family!r} is registered "
+            f"({', '.join(sorted(_FAMILIES))})."
+        )
+    return _FAMILIES[entry.family]
+
+
+def _read_official(entry: WeightsEntry, path) -> dict:
+    """Read ``path`` and check it has the layout of ``entry.model`` (no model is built)."""
+    family = _family(entry)
+    state = family.official_state(read_checkpoint(path, entry.format))
+    family.check_variant(entry.model, state)
+    return state
+
+
+def _convert_and_cache(entry: WeightsEntry, state, model=None) -> Path:
+    family = _family(entry)
+    if model is None:
+        model = family.build(entry.model)
+    family.assign(model, state, False)
+    with atomic_path(converted_weights_path(entry), suffix=".part.h5") as tmp_name:
+        model.save_weights(tmp_name, save_format="h5")
+    return converted_weights_path(entry)
+
+
+def import_weights(entry: WeightsEntry, checkpoint, *, model=None) -> Path:
+    """Install a manually downloaded official ``checkpoint`` for ``entry`` in the cache.
+
+    What ``larq-poke weights import MODEL FILE`` runs. The sha256 is checked when the registry
+    pins one, the checkpoint's layout must be that of ``entry.model``, and it is converted to
+    Keras weights; nothing is cached when a check fails. Returns the cached Keras file.
+    """
+    if entry.sha256 is not None:
+        actual = sha256_of(checkpoint)
+        if actual != entry.sha256.lower():
+            raise WeightsError(
+                f"sha256 mismatch for {checkpoint}: expected {entry.sha256}, got {actual}. "
+                "It is not the registered file; nothing was cached."
+            )
+    return _convert_and_cache(entry, _read_official(entry, checkpoint), model)
+
+
+class PretrainedWeights:
+    """``weights="imagenet"`` of a zoo model, prepared before the model is built.
+
+    Either the cached converted Keras file, or a downloaded official checkpoint that has been read
+    and checked already (so a bad download fails before an expensive model build). A downloaded
+    file that fails any check is deleted: nothing stays in the cache.
+
+    ```python
+    pretrained = PretrainedWeights(weights.get("bnext-t"))
+    model = ...                                   # build
+    pretrained.load_into(model)
+    ```
+    """
+
+    def __init__(self, entry: WeightsEntry):
+        self.entry = entry
+        self.converted = converted_weights_path(entry)
+        self.raw: Optional[Path] = None
+        self.state = None
+        if not self.converted.is_file():
+            self.raw = fetch(entry)
+            try:
+                self.state = _read_official(entry, self.raw)
+            except Exception:
+                self.raw.unlink(missing_ok=True)
+                raise
+
+    def load_into(self, model, *, full: bool) -> ImportReport:
+        """Load into ``model``; ``full``: it has the official head, so it can be converted in place."""
+        if self.state is not None:
+            try:
+                _convert_and_cache(self.entry, self.state, model if full else None)
+            except Exception:
+                self.raw.unlink(missing_ok=True)
+                raise
+            self.state = None
+        return load_weights(model, self.converted)
