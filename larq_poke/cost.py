@@ -46,6 +46,9 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from larq_poke.converters.fusability import structure_reason
+from larq_poke.keras_graph import walk_layers
+
 __all__ = ["LayerCost", "CostReport", "profile", "summary"]
 
 
@@ -106,20 +109,6 @@ def _children(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def _named_layers(model):
-    """(path, layer) for every layer below ``model``, depth first."""
-    out = []
-
-    def visit(layer, prefix):
-        for child in _children(layer):
-            path = f"{prefix}/{child.name}" if prefix else child.name
-            out.append((path, child))
-            visit(child, path)
-
-    visit(model, "")
-    return out
-
-
 def _static_shape(x):
     if isinstance(x, (list, tuple)):
         return [_static_shape(t) for t in x]
@@ -169,7 +158,7 @@ class _CallRecorder:
         object.__setattr__(layer, "call", call)
 
     def trace(self, input_specs):
-        named = _named_layers(self.model)
+        named = list(walk_layers(self.model))
         for path, layer in named:
             self._wrap(path, layer)
         try:
@@ -258,16 +247,11 @@ def _layer_cost_terms(layer, in_shape, out_shape, producer_bits):
 
 
 def _lce_binary(layer, op, w_bits, a_bits, in_shape) -> bool:
-    """Can LCE run this as an LceBconv2d (given ±1-sign form)? Conv2D only; grouped convs need
-    a multiple of 32 input channels per group. A layer whose ``call`` emits something else
-    (e.g. explicit padding between sign and conv) says so with ``lce_binary_convertible``."""
+    """Can LCE run this as an LceBconv2d once its quantizers are ±1 signs? 1-bit weights and
+    inputs, and the converter's structural rule (:func:`~larq_poke.converters.fusability.structure_reason`)."""
     if op != "conv2d" or w_bits != 1 or a_bits != 1:
         return False
-    declared = getattr(layer, "lce_binary_convertible", None)  # a layer may know better
-    if declared is not None:
-        return bool(declared)
-    groups = getattr(layer, "groups", 1) or 1
-    return groups == 1 or (in_shape[-1] // groups) % 32 == 0
+    return structure_reason(layer, in_shape[-1] if in_shape else None)[0] is None
 
 
 def _bits_label(bits):

@@ -19,7 +19,7 @@ from conftest import benchmark_sample_path
 
 from larq_poke.bench import adb as bench_adb
 from larq_poke.bench.adb import AdbError, benchmark_adb, parse_devices
-from larq_poke.commands import bench as bench_command
+from larq_poke.cli import bench as bench_command
 
 SERIAL = "R58M123ABC"
 

@@ -11,7 +11,7 @@ import pytest
 from larq_poke.bench import benchmark, parse_target
 from larq_poke.bench import host as bench_host
 from larq_poke.bench.host import benchmark_host, preferred_kernel, random_inputs
-from larq_poke.commands import bench as bench_command
+from larq_poke.cli import bench as bench_command
 
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 

@@ -121,7 +121,7 @@ def test_op_profile():
 
 def test_missing_summary_line_is_an_error():
     text = _sample("pokebnn_larq_1x_latency.txt")
-    truncated = "\n".join(l for l in text.splitlines() if "Inference timings" not in l)
+    truncated = "\n".join(line for line in text.splitlines() if "Inference timings" not in line)
     with pytest.raises(BenchmarkLogError, match="Inference timings in us"):
         parse_benchmark_log(truncated)
 

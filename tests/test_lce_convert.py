@@ -263,7 +263,7 @@ def test_convert_applies_registered_rewrites():
 
 # --- command line ----------------------------------------------------------------------------
 def _cli(argv):
-    from larq_poke.commands import convert as convert_command
+    from larq_poke.cli import convert as convert_command
 
     parser = argparse.ArgumentParser()
     convert_command.add_subcommand(parser.add_subparsers())

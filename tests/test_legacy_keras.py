@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 ENV = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
 ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"

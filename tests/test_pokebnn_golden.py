@@ -1,7 +1,5 @@
 """PokeBNN-0.5x against golden vectors recorded from the official google/aqt Flax code."""
 
-import io
-import struct
 
 import msgpack
 import numpy as np

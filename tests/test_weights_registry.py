@@ -46,7 +46,10 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def entry(url, sha256=hashlib.sha256(PAYLOAD).hexdigest()):
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def entry(url, sha256=PAYLOAD_SHA256):
     return weights.WeightsEntry(model="test-model", variant="imagenet", url=url, file_name="w.bin",
                                 format="keras_h5", sha256=sha256, source="test", license="MIT")
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from larq_poke.zoo import PokeBNN, build, list_models
 from larq_poke.zoo.pokebnn import stage_plan
@@ -10,8 +9,8 @@ from larq_poke.zoo.pokebnn import stage_plan
 
 def test_structure_counts_match_the_paper():
     model = PokeBNN(0.5, input_shape=(64, 64, 3))
-    layers = [l for l in model._flatten_layers(include_self=False, recursive=True)]
-    kinds = [type(l).__name__ for l in layers]
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    kinds = [type(layer).__name__ for layer in layers]
     assert kinds.count("PokeConv") == 48
     assert kinds.count("DPReLU") == 50
     assert kinds.count("BatchNormalization") == 98
@@ -32,13 +31,6 @@ def test_include_top_false_returns_feature_map():
     assert dynamic.output_shape == (None, None, None, 1536)
 
 
-def test_input_tensor_and_num_classes():
-    tensor = tf.keras.Input((64, 64, 3))
-    model = PokeBNN(0.5, input_tensor=tensor, num_classes=10)
-    assert model.inputs[0] is tensor
-    assert model.output_shape == (None, 10)
-
-
 def test_odd_input_size_matches_official_same_padding():
     model = PokeBNN(0.5, include_top=False, input_shape=(100, 100, 3))
     # 100 -> stem 25 -> 25 -> 13 -> 7 -> 4 (TF SAME with stride 2 rounds up)
@@ -51,21 +43,12 @@ def test_imagenet_weights_are_not_published():
         PokeBNN(1.0, weights="imagenet")
 
 
-def test_imagenet_with_other_num_classes():
-    with pytest.raises(ValueError, match="num_classes=1000"):
-        PokeBNN(1.0, weights="imagenet", num_classes=10)
-
-
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"width_multiplier": 0.1}, "at least 8 input channels"),
         ({"width_multiplier": 0.9}, "not a multiple"),
         ({"width_multiplier": -1.0}, "positive"),
-        ({"input_shape": (16, 16, 3)}, "too small"),
-        ({"input_shape": (64, 64)}, "height, width, channels"),
-        ({"weights": "/nonexistent/weights.h5"}, "does not exist"),
-        ({"num_classes": 0}, "positive integer"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -78,7 +61,5 @@ def test_registry_names():
     names = list_models()
     for width in ("0.5", "0.75", "1.0", "1.5", "2.0"):
         assert f"pokebnn-{width}x" in names
-    model = build("pokebnn-0.75x", input_shape=(64, 64, 3), num_classes=5)
-    assert model.name == "pokebnn-0.75x" and model.output_shape == (None, 5)
     with pytest.raises(KeyError, match="Known models"):
         build("pokebnn-3x")

@@ -33,7 +33,6 @@ from larq_poke.bench.results import KERNELS, BenchmarkComparison, BenchmarkResul
 
 __all__ = ["benchmark_host", "preferred_kernel", "cpu_description", "random_inputs"]
 
-_X86 = ("x86_64", "amd64", "x86", "i386", "i686")
 _ARM64 = ("aarch64", "arm64", "armv8l")
 
 

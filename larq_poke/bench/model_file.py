@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Union
 
+from larq_poke.converters.flatbuffer import LCE_OPS
+
 __all__ = ["TFLITE_IDENTIFIER", "check_tflite", "read_tflite", "custom_ops", "LCE_OPS"]
 
 # A TFLite flatbuffer carries the file identifier "TFL3" at bytes 4..8 (after the root offset).
 TFLITE_IDENTIFIER = b"TFL3"
-LCE_OPS = ("LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d")
 
 
 def check_tflite(path: Union[str, Path]) -> Path:

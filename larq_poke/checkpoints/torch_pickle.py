@@ -39,7 +39,6 @@ import pickle
 import pickletools
 import re
 import struct
-import zipfile
 from typing import Any, Dict, Optional
 
 import numpy as np

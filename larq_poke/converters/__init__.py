@@ -7,8 +7,27 @@ from larq_poke.converters import convert
 result = convert(larq_poke.zoo.PokeBNN(0.5), int8=True)
 print(result.report.to_text())
 ```
+
+Submodules: :mod:`~.lce` (``convert``), :mod:`~.rewrites` (the deployable forms, one module per
+family), :mod:`~.binary_layers` (which layers LCE can fuse), :mod:`~.flatbuffer` (reading
+``.tflite`` files), :mod:`~.conversion_report`. They load on first use.
 """
 
-from larq_poke.converters.lce import ConversionReport, ConversionResult, StrictConversionError, convert, deployable  # noqa: E501,F401
-from larq_poke.converters.rewrites import pokebnn as _pokebnn  # noqa: F401  (registers the PokeBNN rewrite)
-from larq_poke.converters.rewrites import bnext as _bnext  # noqa: F401  (registers the BNext rewrite)
+import importlib
+
+_EXPORTS = {
+    "convert": "larq_poke.converters.lce",
+    "ConversionResult": "larq_poke.converters.lce",
+    "ConversionReport": "larq_poke.converters.conversion_report",
+    "QuantizationInfoError": "larq_poke.converters.conversion_report",
+    "StrictConversionError": "larq_poke.converters.conversion_report",
+    "deployable": "larq_poke.converters.rewrites",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'larq_poke.converters' has no attribute {name!r}")

@@ -28,41 +28,21 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from larq_poke.converters.flatbuffer import BconvInfo, FlatbufferModel
+from larq_poke.converters.fusability import KIND_ADVICE, REASONS, layer_kind, structure_reason
+from larq_poke.keras_graph import walk_layers
 
-__all__ = ["BinaryLayer", "LayerFate", "find_binary_layers", "match_binary_layers", "REASONS"]
-
-# reason_code -> short explanation (the per-layer reason adds the specifics).
-REASONS = {
-    "input_not_binarized": "input is not binarized (float activations)",
-    "input_not_sign": "input quantizer does not produce ±1 (e.g. 0/1 heaviside or multi-level)",
-    "scaled_activations": "binary activations carry a scale (±c with c != 1)",
-    "data_dependent_scale": "binary activations carry a data-dependent scale (XNOR-style)",
-    "float_weights": "weights are not quantized (float kernel)",
-    "weights_not_binary": "quantized kernel is not ±s per output channel",
-    "not_accelerated": "layer type has no binary kernel in LCE",
-    "grouped_channels": "grouped conv with input channels per group not a multiple of 32",
-    "same_zero_xcore": "SAME zero padding is not supported as a binary conv on xcore",
-    "channels_first": "only NHWC (channels_last) convolutions are recognised",
-    "not_fused": "looked fusable but no matching LceBconv2d was found",
-}
-
-_KIND_ADVICE = {
-    "depthwise": "binary depthwise convs run as float DEPTHWISE_CONV_2D",
-    "dense": (
-        "binary dense runs as float FULLY_CONNECTED; use Reshape -> 1x1 QuantConv2D -> Reshape"
-    ),
-    "conv_transpose": "binary transposed convs run as float TRANSPOSE_CONV",
-    "separable": "the pointwise part of a separable conv does not see binarized input",
-    "conv1d": "only 2-D convolutions have a binary kernel; use a QuantConv2D with a 1xk kernel",
-    "conv3d": "only 2-D convolutions have a binary kernel",
-    "other": "no binary kernel for this layer type",
-}
-
+__all__ = [
+    "BinaryLayer",
+    "LayerFate",
+    "find_binary_layers",
+    "match_binary_layers",
+    "REASONS",
+]
 
 @dataclass
 class BinaryLayer:
@@ -132,21 +112,6 @@ class LayerFate:
 
 
 # --- finding binary layers --------------------------------------------------------------------
-def _walk_layers(layer, prefix: str = "") -> Iterator[Tuple[str, Any]]:
-    """``(path, layer)`` for all layers, depth first, nested models and layers that own sublayers
-    included; the path of a nested layer is ``outer/inner`` (sublayer names repeat)."""
-    import tensorflow as tf
-
-    if isinstance(layer, tf.keras.Model):
-        children = list(layer.layers)
-    else:
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
-    for child in children:
-        path = f"{prefix}{child.name}"
-        yield path, child
-        yield from _walk_layers(child, prefix=f"{path}/")
-
-
 def _precision(quantizer) -> Optional[int]:
     if quantizer is None:
         return None
@@ -179,27 +144,6 @@ def _inbound_sign_quantizer(layer):
     if _precision(candidate) == 1:
         return candidate
     return None
-
-
-def _kind(layer) -> str:
-    import tensorflow as tf
-
-    layers = tf.keras.layers
-    if isinstance(layer, (layers.Conv2DTranspose, layers.Conv3DTranspose)):
-        return "conv_transpose"
-    if isinstance(layer, layers.DepthwiseConv2D):
-        return "depthwise"
-    if isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
-        return "separable"
-    if isinstance(layer, layers.Conv2D):
-        return "conv2d"
-    if isinstance(layer, layers.Conv1D):
-        return "conv1d"
-    if isinstance(layer, layers.Conv3D):
-        return "conv3d"
-    if isinstance(layer, layers.Dense):
-        return "dense"
-    return "other"
 
 
 def _kernel_quantizer_and_kernel(layer):
@@ -310,7 +254,7 @@ def _conv_signature(layer, channels_in: Optional[int]) -> Dict[str, Any]:
 def find_binary_layers(model, *, target: str = "arm") -> List[BinaryLayer]:
     """The binary layers of ``model`` in layer order, each with LCE's expected treatment."""
     found = []
-    for path, layer in _walk_layers(model):
+    for path, layer in walk_layers(model):
         input_quantizer = getattr(layer, "input_quantizer", None)
         kernel_quantizer, kernel = _kernel_quantizer_and_kernel(layer)
         is_quant_layer = hasattr(layer, "input_quantizer") or kernel_quantizer is not None
@@ -323,7 +267,7 @@ def find_binary_layers(model, *, target: str = "arm") -> List[BinaryLayer]:
         if _precision(effective_input) != 1 and _precision(kernel_quantizer) != 1:
             continue
 
-        kind = _kind(layer)
+        kind = layer_kind(layer)
         input_name = _quantizer_name(effective_input)
         if standalone_sign is not None:
             input_name = f"{input_name} (standalone layer)"
@@ -341,7 +285,7 @@ def find_binary_layers(model, *, target: str = "arm") -> List[BinaryLayer]:
 
         # Order of the checks: the first reason that alone prevents a binary conv wins.
         if kind != "conv2d":
-            entry.reason_code, entry.reason = "not_accelerated", _KIND_ADVICE[kind]
+            entry.reason_code, entry.reason = "not_accelerated", KIND_ADVICE[kind]
             continue
         if effective_input is None:
             entry.reason_code = "input_not_binarized"
@@ -375,21 +319,9 @@ def find_binary_layers(model, *, target: str = "arm") -> List[BinaryLayer]:
             entry.reason_code, entry.reason = code, text
             continue
         probe_note = probe_note or text
-        if getattr(layer, "data_format", "channels_last") != "channels_last":
-            entry.reason_code, entry.reason = "channels_first", REASONS["channels_first"]
-            continue
-        groups = entry.signature["groups"]
-        if groups > 1 and channels_in and (channels_in // groups) % 32 != 0:
-            entry.reason_code = "grouped_channels"
-            entry.reason = (
-                f"groups={groups} gives {channels_in // groups} input channels per group; LCE "
-                "needs a multiple of 32 and silently keeps a float conv"
-            )
-            continue
-        padding = getattr(layer, "padding", "valid")
-        pad_values = float(getattr(layer, "pad_values", 0.0) or 0.0)
-        if target == "xcore" and padding == "same" and pad_values == 0.0:
-            entry.reason_code, entry.reason = "same_zero_xcore", REASONS["same_zero_xcore"]
+        code, text = structure_reason(layer, channels_in, target=target)
+        if code:
+            entry.reason_code, entry.reason = code, text
             continue
         if probe_note:
             entry.reason = probe_note

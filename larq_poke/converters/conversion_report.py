@@ -44,7 +44,11 @@ from typing import Dict, List, Optional
 from larq_poke.converters.binary_layers import LayerFate
 from larq_poke.converters.flatbuffer import BconvInfo
 
-__all__ = ["ConversionReport", "Parity", "StrictConversionError"]
+__all__ = ["ConversionReport", "Parity", "QuantizationInfoError", "StrictConversionError"]
+
+
+class QuantizationInfoError(ValueError):
+    """``int8=True`` for a model without fake-quant ops, or a conversion that produced no int8."""
 
 
 class StrictConversionError(RuntimeError):

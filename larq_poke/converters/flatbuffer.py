@@ -441,7 +441,7 @@ def read_flatbuffer(data: Union[bytes, bytearray, str, os.PathLike]) -> Flatbuff
     except NotATFLiteModelError:
         raise
     except Exception as err:  # a truncated or corrupt file fails deep inside the generated reader
-        raise NotATFLiteModelError(f"not a readable TFLite model ({type(err).__name__}: {err})")
+        raise NotATFLiteModelError(f"not a readable TFLite model ({type(err).__name__}: {err})") from err
 
     return FlatbufferModel(
         size_bytes=len(data),

@@ -36,7 +36,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from larq_poke.converters.binary_layers import find_binary_layers, match_binary_layers
-from larq_poke.converters.conversion_report import ConversionReport, Parity, StrictConversionError
+from larq_poke.converters.conversion_report import (
+    ConversionReport,
+    Parity,
+    QuantizationInfoError,
+    StrictConversionError,
+)
 from larq_poke.converters.rewrites import apply_rewrites, deployable
 from larq_poke.converters.flatbuffer import ELEMENTWISE_OPS, FlatbufferModel, read_flatbuffer
 
@@ -67,10 +72,6 @@ FAKE_QUANT_OPS = frozenset(
 _NOT_COMPUTE = {"QUANTIZE", "DEQUANTIZE", "LceQuantize", "LceDequantize", "LceBconv2d",
                 "LceBMaxPool2d", "RESHAPE"}  # fmt: skip
 DEFAULT_NUM_SAMPLES = 4
-
-
-class QuantizationInfoError(ValueError):
-    """``int8=True`` for a model without fake-quant ops, or a conversion that produced no int8."""
 
 
 @dataclass

@@ -46,7 +46,7 @@ from typing import Optional
 import larq as lq
 import tensorflow as tf
 
-from larq_poke.layers.base import quiet_larq_warnings
+from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.no_autograph import skip_autograph
 from larq_poke.serialization import register_serializable
 
@@ -99,10 +99,6 @@ def _check_zero_sign(zero_sign) -> int:
             f"`zero_sign` must be 1 (Larq/LCE: sign(0) = +1) or 0 (torch: sign(0) = 0), got {zero_sign!r}."
         )
     return int(zero_sign)
-
-
-def _sign(x, zero_sign: int):
-    return lq.math.sign(x) if zero_sign == 1 else tf.sign(x)
 
 
 def _sign_ste(x, clip_value: Optional[float], zero_sign: int):

@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
 
-from larq_poke.layers.base import GraphLayer, quiet_larq_warnings
+from larq_poke.keras_graph import quiet_larq_warnings, same_output_size
+from larq_poke.layers.base import GraphLayer
 from larq_poke.no_autograph import without_autograph
 from larq_poke.layers.shortcuts import shortcut_layers
 from larq_poke.quantizers import (
@@ -244,7 +245,7 @@ class PokeConv(GraphLayer):
         shape = tf.TensorShape(shape).as_list()
         for axis in (1, 2):
             if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // self.strides)
+                shape[axis] = same_output_size(shape[axis], self.strides)
         return tf.TensorShape(shape[:-1] + [self.filters])
 
     def get_config(self):

@@ -10,8 +10,9 @@ A residual ``r`` of shape (N, H, W, Cin) is brought to the shape of the branch i
   **counted** in the average (always divide by 9), unlike Keras ``AveragePooling2D('same')``.
 
 ```python
-from larq_poke.layers import shortcuts
-r = shortcuts.reshape_shortcut(r, channels=256, method="tile", downsample=True)
+from larq_poke.layers.shortcuts import shortcut_layers
+for layer in shortcut_layers(64, 256, method="tile", downsample=True, name="resblock4-3"):
+    r = layer(r)                     # ChannelTile to 256 channels, then PaddedAveragePool2D
 ```
 """
 
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from larq_poke.serialization import register_serializable
-
+from larq_poke.keras_graph import same_output_size, same_padding
 from larq_poke.layers.base import GraphLayer
+from larq_poke.serialization import register_serializable
 
 __all__ = [
     "ChannelShrink",
@@ -121,10 +122,7 @@ class PaddedAveragePool2D(GraphLayer):
         shape = tf.shape(inputs)
         paddings = [[0, 0]]
         for axis in (1, 2):
-            size = shape[axis]
-            out = (size + self.strides - 1) // self.strides
-            total = tf.maximum((out - 1) * self.strides + self.pool_size - size, 0)
-            paddings.append([total // 2, total - total // 2])
+            paddings.append(list(same_padding(shape[axis], self.pool_size, self.strides)))
         paddings.append([0, 0])
         padded = tf.pad(inputs, tf.stack(paddings))
         return tf.nn.avg_pool2d(padded, self.pool_size, self.strides, "VALID")
@@ -133,7 +131,7 @@ class PaddedAveragePool2D(GraphLayer):
         shape = tf.TensorShape(input_shape).as_list()
         for axis in (1, 2):
             if shape[axis] is not None:
-                shape[axis] = (shape[axis] + 1) // 2
+                shape[axis] = same_output_size(shape[axis], self.strides)
         return tf.TensorShape(shape)
 
 

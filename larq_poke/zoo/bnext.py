@@ -387,11 +387,6 @@ def BNext18(
     ``layer<stage>.<block>.…`` with both indices from 0 (``layer0.0.Attention.binary_conv`` …
     ``layer3.1.FFN.binary_conv``).
     """
-    if weights == "imagenet":
-        raise ValueError(
-            "No ImageNet weights were released for BNext-18 (official issue #6); use weights=None "
-            "or a Keras weights file."
-        )
     inputs, img_input = model_input(
         input_shape=input_shape,
         input_tensor=input_tensor,
@@ -401,6 +396,11 @@ def BNext18(
         default_size=224,
         min_size=32,
     )
+    if weights == "imagenet":
+        raise ValueError(
+            "No ImageNet weights were released for BNext-18 (official issue #6); use weights=None "
+            "or a Keras weights file."
+        )
     _check_input_size(img_input, 32, "BNext-18")
     x = tf.keras.layers.ZeroPadding2D(3, name="pad1")(img_input)
     x = tf.keras.layers.Conv2D(64, 7, strides=2, padding="valid", use_bias=False, name="conv1")(x)

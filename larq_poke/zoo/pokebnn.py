@@ -263,7 +263,7 @@ def official_variable_map(model):
     stem = _layer(model, "init")
     if stem is None:
         raise ValueError(f"{model.name} is not a larq_poke PokeBNN model (no 'init' stem layer).")
-    mapping[f"params/init_conv/kernel"] = (stem.conv.kernel, None)
+    mapping["params/init_conv/kernel"] = (stem.conv.kernel, None)
     mapping.update(bounds("init_conv", stem.conv.input_quantizer))
     mapping.update(bn("init_bn", stem.bn))
     mapping.update(dprelu(0, stem.dprelu))

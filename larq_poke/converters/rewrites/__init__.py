@@ -33,8 +33,11 @@ Rules for a rewrite function:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple, Type, Union
+
+from larq_poke.keras_graph import walk_layers
 
 __all__ = [
     "Rewrite",
@@ -60,22 +63,18 @@ class Rewrite:
 
 _REGISTRY: List[Rewrite] = []
 
+#: The zoo families' rewrites, one module each; imported (and so registered) on first use.
+BUILTIN_REWRITES = ("larq_poke.converters.rewrites.pokebnn", "larq_poke.converters.rewrites.bnext")
 
-def _walk_layers(layer):
-    import tensorflow as tf
 
-    if isinstance(layer, tf.keras.Model):
-        children = list(layer.layers)
-    else:
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
-    for child in children:
-        yield child
-        yield from _walk_layers(child)
+def _load_builtin() -> None:
+    for module in BUILTIN_REWRITES:
+        importlib.import_module(module)
 
 
 def _layer_type_predicate(layer_types: Tuple[Type, ...]) -> Predicate:
     def applies(model) -> bool:
-        return any(isinstance(layer, layer_types) for layer in _walk_layers(model))
+        return any(isinstance(layer, layer_types) for _, layer in walk_layers(model))
 
     names = ", ".join(t.__name__ for t in layer_types)
     applies.__doc__ = f"the model contains a layer of type {names}"
@@ -144,12 +143,13 @@ def unregister_rewrite(name: str) -> None:
 
 def registered_rewrites() -> List[Rewrite]:
     """The registered rewrites, in the order they are tried."""
+    _load_builtin()
     return list(_REGISTRY)
 
 
 def applicable_rewrites(model) -> List[str]:
     """Names of the registered rewrites whose predicate matches ``model``."""
-    return [rewrite.name for rewrite in _REGISTRY if rewrite.applies(model)]
+    return [rewrite.name for rewrite in registered_rewrites() if rewrite.applies(model)]
 
 
 def _accepted_options(fn, options: dict) -> dict:
@@ -174,7 +174,7 @@ def apply_rewrites(model, **options) -> Tuple[object, List[str]]:
     Returns the (possibly unchanged) model and the names of the rewrites that ran.
     """
     applied = []
-    for rewrite in list(_REGISTRY):
+    for rewrite in registered_rewrites():
         if rewrite.applies(model):
             result = rewrite.fn(model, **_accepted_options(rewrite.fn, options))
             if result is None:

@@ -55,7 +55,6 @@ convert(model)                                         # applies it automaticall
 
 from __future__ import annotations
 
-from typing import List
 
 import numpy as np
 import tensorflow as tf
@@ -69,6 +68,7 @@ from larq_poke.converters.rewrites.common import (
     padding_correction,
 )
 from larq_poke.converters.rewrites import register_rewrite
+from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional, walk_layers
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bnext import BNextBinaryConv2D, LearnableBias, ScaleMix
 
@@ -88,9 +88,7 @@ def needs_rewrite(layer) -> bool:
 
 
 def _has_strided_bnext_conv(model) -> bool:
-    from larq_poke.converters.rewrites import _walk_layers
-
-    return any(needs_rewrite(layer) for layer in _walk_layers(model))
+    return any(needs_rewrite(layer) for _, layer in walk_layers(model))
 
 
 def _torch_valid_paddings(n: int, kernel: int, stride: int, pad: int) -> "list[int]":
@@ -150,7 +148,6 @@ class TorchPaddedBinaryConv(GraphLayer):
         self.conv.kernel.assign(self._sign_kernel)
         super().build(input_shape)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         if self._paddings is not None:
             inputs = tf.pad(inputs, self._paddings, constant_values=1.0)
@@ -180,7 +177,6 @@ class ConstantAdd(GraphLayer):
             raise ValueError("ConstantAdd needs its constant")
         self._constant = np.asarray(constant, np.float32)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         constant = tf.broadcast_to(tf.constant(self._constant), tf.shape(inputs))
         return tf.math.add_n([inputs, constant])
@@ -203,7 +199,6 @@ class MixedMeans(GraphLayer):
         self._scale = np.asarray(scale, np.float32)
         self._offset = None if offset is None else np.asarray(offset, np.float32)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         a, b = inputs
         mean = self._scale * full_map_mean(a) + (np.float32(1.0) - self._scale) * full_map_mean(b)
@@ -222,7 +217,6 @@ class ChannelAffine(GraphLayer):
         self._scale = None if scale is None else np.asarray(scale, np.float32)
         self._shift = None if shift is None else np.asarray(shift, np.float32)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         y = inputs
         if self._scale is not None:
@@ -236,31 +230,6 @@ class ChannelAffine(GraphLayer):
 
 
 # --- the rewrite ---------------------------------------------------------------------------------
-def _model_node(model, layer):
-    """The node of ``layer`` that belongs to ``model`` (a layer reused by an earlier rewrite
-    has nodes in other models too)."""
-    nodes = [
-        node
-        for index, node in enumerate(layer._inbound_nodes)
-        if f"{layer.name}_ib-{index}" in model._network_nodes
-    ]
-    if len(nodes) != 1:
-        raise ValueError(
-            f"bnext_deployable: layer {layer.name!r} is called {len(nodes)} times in the model; "
-            "only functional models that call each layer once are supported"
-        )
-    return nodes[0]
-
-
-def _inbound(model, layer) -> List:
-    return list(_model_node(model, layer).keras_inputs)
-
-
-def _output(model, layer):
-    outputs = _model_node(model, layer).outputs
-    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-
-
 def bnext_deployable(model):
     """The LCE-friendly, numerically equivalent form of a functional model with BNext layers.
 
@@ -274,38 +243,21 @@ def bnext_deployable(model):
     """
     if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ValueError("bnext_deployable needs a functional Keras model")
-    consumers = {}
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.InputLayer):
-            continue
-        for tensor in _inbound(model, layer):
+    consumers, producers = {}, {}
+    for layer, inbound, output in model_nodes(model):
+        for tensor in inbound:
             consumers.setdefault(id(tensor), []).append(layer)
-
-    producers = {}
-    for layer in model.layers:
-        if not isinstance(layer, tf.keras.layers.InputLayer):
-            producers[id(_output(model, layer))] = layer
+        producers[id(output)] = layer
     pooled_mixes, skipped_pools = _pooled_mixes(model, consumers)
     scaled_multiplies, shifted_bns = _foldable_bn2(model, consumers, producers)
     moves = _MoveFolds(model, consumers, producers, shifted_bns, pooled_mixes)
-
-    tensors = {}
-    for tensor in model.inputs:
-        tensors[id(tensor)] = tf.keras.Input(
-            batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name.split(":")[0]
-        )
-    new_inputs = [tensors[id(t)] for t in model.inputs]
     pending = {}  # id(original conv output) -> correction K still to subtract
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.InputLayer):
-            continue
-        inbound = _inbound(model, layer)
-        args = [tensors[id(t)] for t in inbound]
-        out = _output(model, layer)
+
+    def substitute(layer, args, inbound, out):
         trimmed = _trimmed_zero_padding(layer, inbound, consumers.get(id(out), []))
         if trimmed is not None:
-            result = tf.keras.layers.ZeroPadding2D(trimmed, name=layer.name)(args[0])
-        elif needs_rewrite(layer):
+            return tf.keras.layers.ZeroPadding2D(trimmed, name=layer.name)(args[0])
+        if needs_rewrite(layer):
             new = TorchPaddedBinaryConv(layer, name=layer.name)
             result = new(args[0])
             if new.correction is not None:
@@ -314,40 +266,34 @@ def bnext_deployable(model):
                     pending[id(out)] = new.correction
                 else:
                     result = ConstantAdd(-new.correction, name=f"{layer.name}.pad_correction")(result)
-        elif layer.name in moves.moves:
+            return result
+        if layer.name in moves.moves:
             rest = moves.moves[layer.name]  # None: the whole bias is already in the input
-            result = args[0] if rest is None else ChannelAffine(shift=rest, name=layer.name)(args[0])
-        elif layer.name in pooled_mixes:
-            result = MixedMeans(
+            return args[0] if rest is None else ChannelAffine(shift=rest, name=layer.name)(args[0])
+        if layer.name in pooled_mixes:
+            return MixedMeans(
                 pooled_mixes[layer.name], moves.mix_offsets.get(layer.name), name=layer.name
             )(args)
-        elif layer.name in skipped_pools:
-            result = args[0]  # already the (N, 1, 1, C) mean
-        elif layer.name in scaled_multiplies:
+        if layer.name in skipped_pools:
+            return args[0]  # already the (N, 1, 1, C) mean
+        if layer.name in scaled_multiplies:
             index, scale = scaled_multiplies[layer.name]
             args = list(args)
             args[index] = ChannelAffine(scale=scale, name=f"{layer.name}.bn_scale")(args[index])
-            result = layer(args)
-        elif layer.name in shifted_bns:
-            result = ChannelAffine(shift=moves.shift(layer.name), name=layer.name)(args[0])
-        elif layer.name in moves.bn_shifts:
-            result = _shifted_batch_norm(layer, moves.bn_shifts[layer.name])(args[0])
-        elif len(inbound) == 1 and id(inbound[0]) in pending:
+            return layer(args)
+        if layer.name in shifted_bns:
+            return ChannelAffine(shift=moves.shift(layer.name), name=layer.name)(args[0])
+        if layer.name in moves.bn_shifts:
+            return _shifted_batch_norm(layer, moves.bn_shifts[layer.name])(args[0])
+        if len(inbound) == 1 and id(inbound[0]) in pending:
             correction = pending.pop(id(inbound[0]))
             scale, _ = bn_affine(layer)
-            result = layer(args[0])
-            result = ConstantAdd(
+            return ConstantAdd(
                 (-correction * scale).astype(np.float32), name=f"{layer.name}.pad_correction"
-            )(result)
-        else:
-            result = layer(args if len(args) > 1 else args[0])
-        tensors[id(out)] = result
-    outputs = [tensors[id(t)] for t in model.outputs]
-    return tf.keras.Model(
-        new_inputs if len(new_inputs) > 1 else new_inputs[0],
-        outputs if len(outputs) > 1 else outputs[0],
-        name=model.name,
-    )
+            )(layer(args[0]))
+        return None
+
+    return rebuild_functional(model, substitute)
 
 
 def _pooled_mixes(model, consumers):
@@ -357,13 +303,13 @@ def _pooled_mixes(model, consumers):
     for layer in model.layers:
         if not isinstance(layer, ScaleMix):
             continue
-        users = consumers.get(id(_output(model, layer)), [])
+        users = consumers.get(id(node_output(model, layer)), [])
         if len(users) != 1:
             continue
         pool = users[0]
         if not isinstance(pool, tf.keras.layers.GlobalAveragePooling2D) or not pool.keepdims:
             continue
-        shape = _output(model, layer).shape
+        shape = node_output(model, layer).shape
         if shape[1] is None or shape[2] is None:
             continue
         scale = as_numpy(layer.scale)
@@ -387,7 +333,7 @@ def _foldable_bn2(model, consumers, producers):
     for layer in model.layers:
         if not _is_inference_bn(layer):
             continue
-        inbound = _inbound(model, layer)
+        inbound = node_inputs(model, layer)
         if len(inbound) != 1:
             continue
         target = _channel_map_operand(model, inbound[0], consumers, producers, depth=2)
@@ -404,7 +350,7 @@ def _channel_map_operand(model, tensor, consumers, producers, depth):
     producer = producers.get(id(tensor))
     if type(producer) is not tf.keras.layers.Multiply or len(consumers.get(id(tensor), [])) != 1:
         return None
-    operands = _inbound(model, producer)
+    operands = node_inputs(model, producer)
     for index, operand in enumerate(operands):
         if _is_channel_map(operand) and operand.shape[-1] == tensor.shape[-1]:
             return producer, index
@@ -443,7 +389,7 @@ class _MoveFolds:
         for layer in model.layers:
             if not isinstance(layer, LearnableBias) or layer.name in handled:
                 continue
-            inbound = _inbound(model, layer)
+            inbound = node_inputs(model, layer)
             if len(inbound) != 1:
                 continue
             x = inbound[0]
@@ -486,7 +432,7 @@ class _MoveFolds:
             if isinstance(user, LearnableBias) and user.name not in self.moves:
                 compensations.append(("move", user.name, (as_numpy(user.bias) - bias).astype(np.float32)))
             elif isinstance(user, ScaleMix) and user.name in self._mixes:
-                operands = _inbound(self._model, user)
+                operands = node_inputs(self._model, user)
                 if len(operands) != 2 or operands[0] is operands[1]:
                     return None
                 s = self._mixes[user.name]
@@ -508,7 +454,7 @@ class _MoveFolds:
     def _shift_operand(self, add, exclude=None):
         """The name of a BN_2 (now a full-resolution shift) that only feeds the 2-input ``add``,
         as one of its operands other than ``exclude``."""
-        operands = _inbound(self._model, add)
+        operands = node_inputs(self._model, add)
         if len(operands) != 2:
             return None
         for operand in operands:
@@ -530,13 +476,13 @@ class _MoveFolds:
             name = self._shift_operand(producer)
             return None if name is None else [("bn2", name, bias)]
         if type(producer) is tf.keras.layers.Activation and producer.get_config()["activation"] == "linear":
-            (inner,) = _inbound(self._model, producer)
+            (inner,) = node_inputs(self._model, producer)
             if not self._only_user(inner, producer):
                 return None
             return self._absorbers(inner, bias, depth - 1)
         if type(producer) is tf.keras.layers.Concatenate and producer.axis in (-1, 3):
             found, start = [], 0
-            for part in _inbound(self._model, producer):
+            for part in node_inputs(self._model, producer):
                 width = int(part.shape[-1])
                 if not self._only_user(part, producer):
                     return None
@@ -549,7 +495,7 @@ class _MoveFolds:
         if (
             _is_inference_bn(producer)
             and producer.center
-            and not isinstance(self._producers.get(id(_inbound(self._model, producer)[0])), BNextBinaryConv2D)
+            and not isinstance(self._producers.get(id(node_inputs(self._model, producer)[0])), BNextBinaryConv2D)
         ):
             return [("bn", producer.name, bias)]
         return None

@@ -6,13 +6,11 @@ instead of 0.
 
 from __future__ import annotations
 
-import logging
-from typing import Sequence
-
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.no_autograph import without_autograph
 
 __all__ = [
@@ -22,7 +20,6 @@ __all__ = [
     "binary_conv",
     "channel_prelu",
     "full_map_mean",
-    "same_paddings",
     "padding_correction",
 ]
 
@@ -56,10 +53,7 @@ def binary_conv(conv, name: str, pad_values: float = 0.0):
     """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), no bias (``conv``
     describes the geometry: filters, kernel_size, strides, padding; ``pad_values`` 0 is
     same-zero, 1 same-one)."""
-    logger = logging.getLogger("larq")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
+    with quiet_larq_warnings():
         new = lq.layers.QuantConv2D(
             conv.filters,
             conv.kernel_size,
@@ -71,19 +65,7 @@ def binary_conv(conv, name: str, pad_values: float = 0.0):
             kernel_quantizer="ste_sign",
             name=name,
         )
-    finally:
-        logger.setLevel(level)
     return without_autograph(new)
-
-
-def same_paddings(x_shape, kernel_size: Sequence[int], strides: Sequence[int]):
-    """TF's "same" paddings ``[[top, bottom], [left, right]]`` for a (N, H, W, C) input."""
-    paddings = []
-    for n, k, s in zip((int(x_shape[1]), int(x_shape[2])), kernel_size, strides):
-        out = -(-n // s)
-        total = max((out - 1) * s + k - n, 0)
-        paddings.append([total // 2, total - total // 2])
-    return paddings
 
 
 def padding_correction(sign_kernel: np.ndarray, x_shape, paddings, strides) -> np.ndarray:

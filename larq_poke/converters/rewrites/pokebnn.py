@@ -66,7 +66,7 @@ convert(model)                                         # applies it automaticall
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import larq as lq
 import numpy as np
@@ -80,10 +80,10 @@ from larq_poke.converters.rewrites.common import (
     channel_prelu,
     full_map_mean,
     padding_correction,
-    same_paddings,
 )
 from larq_poke.converters.rewrites import register_rewrite
-from larq_poke.converters.lce import QuantizationInfoError
+from larq_poke.converters.conversion_report import QuantizationInfoError
+from larq_poke.keras_graph import rebuild_functional, same_output_size, same_paddings
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
 from larq_poke.layers.shortcuts import (
@@ -235,7 +235,6 @@ class FullMapAveragePool(GraphLayer):
         super().__init__(**kwargs)
         self.flatten = bool(flatten)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         pooled = full_map_mean(inputs)
         if self.flatten:
@@ -266,13 +265,7 @@ class _ShortcutPlan:
 
     @staticmethod
     def _pool(x):
-        paddings = [[0, 0]]
-        for axis in (1, 2):
-            n = int(x.shape[axis])
-            out = (n + 1) // 2
-            total = max((out - 1) * 2 + 3 - n, 0)
-            paddings.append([total // 2, total - total // 2])
-        paddings.append([0, 0])
+        paddings = [[0, 0]] + same_paddings(x.shape, (3, 3), (2, 2)) + [[0, 0]]
         return tf.nn.avg_pool2d(tf.pad(x, paddings), 3, 2, "VALID")
 
     def __call__(self, x):
@@ -413,7 +406,6 @@ class DeployablePokeConv(GraphLayer):
         self.conv.kernel.assign(self._sign_kernel)
         super().build(input_shape)
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         if self._block is not None:
             x, r1 = inputs
@@ -440,7 +432,7 @@ class DeployablePokeConv(GraphLayer):
         stride = int(self.conv.strides[0])
         for axis in (1, 2):
             if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // stride)
+                shape[axis] = same_output_size(shape[axis], stride)
         return tf.TensorShape(shape[:-1] + [self.conv.filters])
 
 
@@ -477,7 +469,6 @@ class DeployablePokeInit(GraphLayer):
         self._alphas = (a1, a2)
         self._filters = dw.shape[2] * dw.shape[3]
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         if self.int8:
             return self._int8_call(inputs)
@@ -488,7 +479,6 @@ class DeployablePokeInit(GraphLayer):
         y = tf.nn.depthwise_conv2d(y, tf.constant(self._w2), [1, 1, 1, 1], "SAME") + self._b2
         return channel_prelu(y, self._alphas[1]) * self._p2 - self._by2
 
-    @tf.autograph.experimental.do_not_convert
     def _int8_call(self, inputs):
         x = _fake_quant(inputs, *self._q1.int8_range())
         y = tf.nn.conv2d(x, _fake_quant_weights(self._w1), 4, "VALID") + self._b1
@@ -534,7 +524,6 @@ class DeployableHead(GraphLayer):
         self._bias = as_numpy(dense.bias) if dense.use_bias else None
         self._logit_range = logit_range
 
-    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None):
         x = full_map_mean(inputs)  # (N, 1, 1, C)
         kernel = self._kernel.reshape((1, 1) + self._kernel.shape)
@@ -562,17 +551,6 @@ def _is_pokebnn_head(layer) -> bool:
         and isinstance(layer.input_quantizer, SignedActivationQuantizer)
         and isinstance(layer.kernel_quantizer, SignedWeightQuantizer)
     )
-
-
-def _inbound(layer):
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        raise ValueError(
-            f"pokebnn_deployable: layer {layer.name!r} is used {len(nodes)} times; only "
-            "functional models that call each layer once are supported"
-        )
-    inbound = nodes[0].keras_inputs
-    return list(inbound)
 
 
 def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
@@ -610,50 +588,22 @@ def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
 
 def _rebuild(model, int8: bool = False, ranges=None):
     ranges = ranges or {}
-    tensors = {}
-    for tensor, new_input in zip(model.inputs, _new_inputs(model)):
-        tensors[id(tensor)] = new_input
-    new_inputs = [tensors[id(t)] for t in model.inputs]
+    pending_pool = {}  # id(original pool output) -> new pool input, for the head
 
-    pending_pool = {}
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.InputLayer):
-            continue
-        inbound = _inbound(layer)
-        args = [tensors[id(t)] for t in inbound]
-        out_tensor = layer.output
+    def substitute(layer, args, inbound, output):
         if isinstance(layer, PokeConv):
-            new = DeployablePokeConv(layer, int8=int8, name=layer.name)
-            result = new(args if len(args) > 1 else args[0])
-        elif isinstance(layer, PokeInit):
-            new = DeployablePokeInit(
-                layer, int8=int8, ranges=ranges.get(layer.name), name=layer.name
-            )
-            result = new(args[0])
-        elif isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
-            pending_pool[id(out_tensor)] = args[0]
-            result = FullMapAveragePool(flatten=True, name=layer.name)(args[0])
-        elif _is_pokebnn_head(layer) and id(inbound[0]) in pending_pool:
-            new = DeployableHead(
-                layer, int8=int8, logit_range=ranges.get(layer.name), name=layer.name
-            )
-            result = new(pending_pool[id(inbound[0])])
-        else:
-            result = layer(args if len(args) > 1 else args[0])
-        tensors[id(out_tensor)] = result
-    outputs = [tensors[id(t)] for t in model.outputs]
-    return tf.keras.Model(
-        new_inputs if len(new_inputs) > 1 else new_inputs[0],
-        outputs if len(outputs) > 1 else outputs[0],
-        name=model.name,
-    )
+            return DeployablePokeConv(layer, int8=int8, name=layer.name)(args if len(args) > 1 else args[0])
+        if isinstance(layer, PokeInit):
+            return DeployablePokeInit(layer, int8=int8, ranges=ranges.get(layer.name), name=layer.name)(args[0])
+        if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
+            pending_pool[id(output)] = args[0]
+            return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
+        if _is_pokebnn_head(layer) and id(inbound[0]) in pending_pool:
+            head = DeployableHead(layer, int8=int8, logit_range=ranges.get(layer.name), name=layer.name)
+            return head(pending_pool[id(inbound[0])])
+        return None
 
-
-def _new_inputs(model) -> List:
-    return [
-        tf.keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0])
-        for t in model.inputs
-    ]
+    return rebuild_functional(model, substitute)
 
 
 def _multibit_quantizers(model):
@@ -755,7 +705,7 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
             quantizer.bounds.assign(saved[name])
         raise
     finally:
-        for name, quantizer in quantizers:
+        for _, quantizer in quantizers:
             del quantizer.call
     for name, quantizer in quantizers:
         quantizer.bounds.assign(np.mean(peaks[name], axis=0).astype(np.float32))

@@ -16,9 +16,7 @@ one summary. Progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -66,21 +64,11 @@ def _section(title: str) -> str:
 
 
 def _convert(model, int8: bool, verify: bool):
+    from larq_poke.cli.models import converter_log
     from larq_poke.converters.lce import convert
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("larq-poke deploy: %(message)s"))
-    logger = logging.getLogger("larq_poke.converters")
-    previous = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
+    with converter_log("larq-poke deploy"):
         return convert(model, int8=int8, verify=verify)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous[0])
-        logger.propagate = previous[1]
 
 
 def _reference_model(input_shape):
@@ -93,23 +81,24 @@ def _has_untrained_batch_norm(model) -> bool:
     import numpy as np
     import tensorflow as tf
 
+    from larq_poke.keras_graph import walk_layers
+
     return any(
         isinstance(layer, tf.keras.layers.BatchNormalization)
         and layer.gamma is not None
         and not np.any(layer.gamma.numpy())
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for _, layer in walk_layers(model)
     )
 
 
 def run(args) -> int:
-    from larq_poke.commands.convert import load_model
+    from larq_poke.cli.models import load_model
     from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
     from larq_poke.cost import profile
 
     start = time.perf_counter()
     _progress(f"loading {args.model} ...")
-    model = load_model(argparse.Namespace(model=args.model, arch=args.arch, weights=args.weights,
-                                          input_size=args.input_size))
+    model = load_model(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
     name = model.name
     out_dir = args.output_dir or f"deploy-{name}"
     os.makedirs(out_dir, exist_ok=True)

@@ -15,19 +15,8 @@ stderr, the report to stdout (``--json`` for the JSON form).
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
-
-# larq-zoo's reference models, for comparisons (random weights unless --weights is given:
-# larq-zoo's default would download the ImageNet weights).
-_LARQ_ZOO_MODELS = {
-    "quicknet": "QuickNet",
-    "quicknet-small": "QuickNetSmall",
-    "quicknet-large": "QuickNetLarge",
-}
-
 
 def add_subcommand(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -71,82 +60,15 @@ def _progress(message: str) -> None:
     print(f"larq-poke convert: {message}", file=sys.stderr, flush=True)
 
 
-def _zoo_kwargs(args) -> dict:
-    kwargs = {}
-    if args.weights is not None:
-        kwargs["weights"] = None if args.weights.lower() == "none" else args.weights
-    if args.input_size:
-        kwargs["input_shape"] = (args.input_size, args.input_size, 3)
-    return kwargs
-
-
-def _build_zoo(name: str, kwargs: dict):
-    key = name.lower().replace("_", "-")
-    if key in _LARQ_ZOO_MODELS:
-        import larq_zoo
-
-        kwargs.setdefault("weights", None)
-        return getattr(larq_zoo.sota, _LARQ_ZOO_MODELS[key])(**kwargs)
-    try:
-        from larq_poke.zoo import build
-    except ImportError as err:
-        raise ValueError(f"{name!r} is not a file and the zoo cannot be imported ({err})")
-    try:
-        return build(name, **kwargs)
-    except KeyError as err:
-        known = ", ".join(sorted(_LARQ_ZOO_MODELS))
-        raise ValueError(f"{name!r} is neither a file nor a zoo model: {err.args[0]} "
-                         f"(larq-zoo references: {known})") from None
-
-
-def _is_weights_only(path: str) -> bool:
-    """A Keras weights file (no model config), as opposed to a saved model."""
-    if os.path.isdir(path):
-        return False  # a SavedModel folder
-    if path.endswith(".weights.h5"):
-        return True
-    if path.endswith((".h5", ".hdf5")):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return "model_config" not in f.attrs
-    return False
-
-
-def _register_custom_objects() -> None:
-    """Import the modules whose layers saved models may use (they register themselves)."""
-    import importlib
-
-    for name in ("larq_poke.layers", "larq_poke.zoo"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
 def load_model(args):
     """The Keras model named by the command line arguments."""
-    import larq  # noqa: F401  (registers Larq's layers and quantizers as Keras custom objects)
-    import tensorflow as tf
+    from larq_poke.cli.models import load_model as load
 
-    source = args.model
-    if os.path.exists(source):
-        if args.arch or _is_weights_only(source):
-            if not args.arch:
-                raise ValueError(f"{source} holds weights only; name the architecture with --arch")
-            kwargs = _zoo_kwargs(args)
-            kwargs["weights"] = source
-            return _build_zoo(args.arch, kwargs)
-        _register_custom_objects()
-        return tf.keras.models.load_model(source, compile=False)
-    if args.arch:
-        raise FileNotFoundError(f"weights file {source!r} does not exist")
-    if source.endswith((".h5", ".keras", ".tflite", ".hdf5")) or os.sep in source:
-        raise FileNotFoundError(f"model file {source!r} does not exist")
-    return _build_zoo(source, _zoo_kwargs(args))
+    return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
 
 
 def run(args) -> int:
+    from larq_poke.cli.models import converter_log
     from larq_poke.converters.conversion_report import StrictConversionError
     from larq_poke.converters.lce import convert
 
@@ -156,23 +78,13 @@ def run(args) -> int:
     _progress(f"loaded {model.name!r} ({model.count_params():,} parameters) in "
               f"{time.perf_counter() - start:.1f} s")
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("larq-poke convert: %(message)s"))
-    logger = logging.getLogger("larq_poke.converters")
-    previous = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # TensorFlow may have configured the root logger too
     failure = None
     try:
-        result = convert(model, int8=args.int8, target=args.target, strict=args.strict,
-                         verify=args.verify)
+        with converter_log("larq-poke convert"):
+            result = convert(model, int8=args.int8, target=args.target, strict=args.strict,
+                             verify=args.verify)
     except StrictConversionError as err:
         failure, result = err, err.result
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous[0])
-        logger.propagate = previous[1]
 
     report = result.report
     if args.report:

@@ -30,26 +30,11 @@ def add_subcommand(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_model(name: str, input_size=None, num_classes: int = 1000):
-    """A zoo model by name, or a saved Keras model from a path."""
-    if os.path.exists(name):
-        import tensorflow as tf
-
-        import larq_poke.layers  # noqa: F401  (registers the custom objects)
-
-        return tf.keras.models.load_model(name, compile=False)
-    from larq_poke.zoo import build
-
-    kwargs = {"num_classes": num_classes}
-    if input_size is not None:
-        kwargs["input_shape"] = (input_size, input_size, 3)
-    return build(name, **kwargs)
-
-
 def run(args) -> int:
+    from larq_poke.cli.models import load_model
     from larq_poke.cost import profile
 
-    model = load_model(args.model, args.input_size, args.num_classes)
+    model = load_model(args.model, input_size=args.input_size, num_classes=args.num_classes)
     input_shape = None
     if args.input_size is not None and os.path.exists(args.model):
         input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])

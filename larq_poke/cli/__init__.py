@@ -3,10 +3,13 @@
 ```
 larq-poke summary pokebnn-1.0x [--input-size 224] [--json]
 larq-poke weights list
+larq-poke convert bnext-t -o bnext_t.tflite
 ```
 
-Each subcommand lives in the module that owns its concept and registers itself through an
-``add_subcommand(subparsers)`` function listed in ``_SUBCOMMAND_MODULES``.
+Each subcommand is one module of this package (``summary``, ``weights``, ``bench``,
+``convert``, ``deploy``) with an ``add_subcommand(subparsers)`` function, listed in
+``_SUBCOMMAND_MODULES``; :mod:`larq_poke.cli.models` turns a MODEL argument into a Keras model
+for all of them. The library does the work.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import List, Optional
 
 # Modules providing `add_subcommand(subparsers)`; each sets `func(args) -> int` as a default.
 _SUBCOMMAND_MODULES = [
-    "larq_poke.commands.summary",
-    "larq_poke.commands.weights",
-    "larq_poke.commands.bench",
-    "larq_poke.commands.convert",
-    "larq_poke.commands.deploy",
+    "larq_poke.cli.summary",
+    "larq_poke.cli.weights",
+    "larq_poke.cli.bench",
+    "larq_poke.cli.convert",
+    "larq_poke.cli.deploy",
 ]
 
 
@@ -52,5 +55,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Subcommands of the ``larq-poke`` command line (one module per subcommand)."""

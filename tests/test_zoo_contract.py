@@ -1,0 +1,68 @@
+"""The keras.applications contract, once for every registered zoo model (``list_models()``).
+
+Like timm's ``tests/test_models.py`` and larq-zoo's ``models_test.py``: whatever a family adds to
+the registry must take ``input_shape``, ``input_tensor``, ``include_top``, ``num_classes`` and
+``weights`` the keras.applications way and reject bad values with an error that names them. The
+argument errors are raised before any layer is built, so they are checked for every model; the
+builds use the smallest input each model accepts.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.zoo import build, list_models
+from larq_poke.zoo.registry import model_constructor
+
+MODELS = list_models()
+# Models whose parameters alone take minutes to initialise on 2 cores; their argument checks run,
+# their builds are covered by the family tests (BNext-T / S, PokeBNN 0.5x-1.0x build there).
+LARGE = {"bnext-m", "bnext-l", "pokebnn-1.5x", "pokebnn-2.0x"}
+
+
+def test_registry_lists_every_family():
+    assert {name.split("-")[0] for name in MODELS} == {"pokebnn", "bnext"}
+    assert MODELS == sorted(MODELS)
+    with pytest.raises(KeyError, match="Known models"):
+        model_constructor("resnet-50")
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_shape": (64, 64)}, "height, width, channels"),
+        ({"input_shape": (16, 16, 3)}, "too small"),
+        ({"num_classes": 0}, "positive integer"),
+        ({"weights": "/nonexistent/weights.h5"}, "does not exist"),
+        ({"weights": "imagenet", "num_classes": 10}, "num_classes=1000"),
+        ({"weights": 3}, "`weights` must be"),
+    ],
+)
+def test_bad_arguments_are_named(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(name, **kwargs)
+
+
+def _small_size(name):
+    return 64 if name.startswith("pokebnn") else 32
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in LARGE])
+def test_contract(name):
+    size = _small_size(name)
+    model = build(name, input_shape=(size, size, 3), num_classes=7)
+    assert model.name == name
+    assert model.output_shape == (None, 7)
+    logits = model(np.zeros((2, size, size, 3), np.float32), training=False)
+    assert logits.shape == (2, 7) and np.all(np.isfinite(logits.numpy()))
+
+    tensor = tf.keras.Input((size, size, 3))
+    features = build(name, input_tensor=tensor, include_top=False)
+    assert features.inputs[0] is tensor
+    assert len(features.output_shape) == 4 and features.output_shape[1:3] == (size // 32, size // 32)
+    # No head: the feature extractor has fewer weights than the classifier model.
+    assert len(features.weights) < len(model.weights)
+
+    dynamic = build(name, include_top=False)
+    assert dynamic.input_shape == (None, None, None, 3)
