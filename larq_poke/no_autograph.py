@@ -13,7 +13,7 @@ class MyLayer(tf.keras.layers.Layer):
 without_autograph(lq.layers.QuantConv2D(...))    # an instance of a class we do not own
 ```
 
-Subclasses of :class:`larq_poke.layers.base.GraphLayer` get :func:`skip_autograph` automatically.
+Subclasses of :class:`larq_poke.layers.base.GraphLayer` inherit it.
 """
 
 __all__ = ["skip_autograph", "without_autograph"]
@@ -38,17 +38,10 @@ def _never():
 
 
 def skip_autograph(cls):
-    """Class decorator: make a Keras layer (or Larq quantizer) skip AutoGraph conversion, both
-    when Keras builds a functional model and when a ``tf.function`` (training step, converter
-    trace) calls the layer: its own ``call`` is marked not to be converted."""
-    import tensorflow as tf  # imported late: larq_poke sets up Keras 2 first
-
+    """Class decorator: make a Keras layer (or Larq quantizer) and its subclasses skip AutoGraph
+    conversion, both when Keras builds a functional model and when a ``tf.function`` (a training
+    step, the converter's trace) calls the layer (Keras asks ``_should_use_autograph`` in both)."""
     cls._should_use_autograph = _never()
-    call = cls.__dict__.get("call")
-    if call is not None and not getattr(call, "_larq_poke_no_autograph", False):
-        wrapped = tf.autograph.experimental.do_not_convert(call)
-        wrapped._larq_poke_no_autograph = True
-        cls.call = wrapped
     return cls
 
 

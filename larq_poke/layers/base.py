@@ -12,7 +12,3 @@ class GraphLayer(tf.keras.layers.Layer):
     """A Keras layer whose ``call`` is plain TensorFlow code, so it and every subclass skip
     AutoGraph (see :mod:`larq_poke.no_autograph`)."""
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        skip_autograph(cls)
-
