@@ -6,7 +6,7 @@ some layers substituted, TensorFlow's SAME-padding arithmetic and silencing Larq
 from larq_poke.keras_graph import rebuild_functional, walk_layers
 names = [path for path, _ in walk_layers(model)]         # "resblock0-1/conv", ...
 
-def swap(layer, args, inbound, output):                    # None: call the layer as it is
+def swap(layer, args, inbound, output, new):               # None: call the layer as it is
     return MyDeployable(layer)(args[0]) if isinstance(layer, MyLayer) else None
 deployable = rebuild_functional(model, swap)
 ```
@@ -85,10 +85,12 @@ def model_nodes(model) -> List[Tuple[object, list, object]]:
 def rebuild_functional(model, substitute: Callable, *, name: Optional[str] = None):
     """A new functional model with ``model``'s graph, layers replaced where ``substitute`` says.
 
-    ``substitute(layer, args, inbound, output)`` gets the original layer, its new input tensors,
-    its original input tensors and its original output; it returns the new output tensor, or
-    ``None`` to call the original layer on ``args``. The original model is not modified (its
-    unsubstituted layers are shared with the new one).
+    ``substitute(layer, args, inbound, output, new)`` gets the original layer, its new input
+    tensors, its original input tensors, its original output and ``new(tensor)``, which maps any
+    original tensor computed so far to its new counterpart (to replace a whole unit of layers at
+    its last layer); it returns the new output tensor, or ``None`` to call the original layer on
+    ``args``. The original model is not modified (its unsubstituted layers are shared with the
+    new one).
     """
     import tensorflow as tf
 
@@ -101,7 +103,7 @@ def rebuild_functional(model, substitute: Callable, *, name: Optional[str] = Non
     new_inputs = [tensors[id(t)] for t in model.inputs]
     for layer, inbound, output in nodes:
         args = [tensors[id(t)] for t in inbound]
-        result = substitute(layer, args, inbound, output)
+        result = substitute(layer, args, inbound, output, lambda t: tensors[id(t)])
         if result is None:
             result = layer(args if len(args) > 1 else args[0])
         tensors[id(output)] = result

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from larq_poke.checkpoints import read_flax as read_flax_checkpoint
 from larq_poke.zoo.pokebnn import load_pokebnn_flax
-from larq_poke.layers import PokeConv
+from larq_poke.layers.pokebnn import pokeconv_parts, pokeinit_parts
 from larq_poke.zoo import PokeBNN
 
 from conftest import golden_path
@@ -46,7 +46,7 @@ def test_logits_match_official_fp32(model, golden):
 
 
 def test_stem_layers_teacher_forced(model, golden):
-    stem = model.get_layer("init")
+    stem = pokeinit_parts(model)
     g = lambda name: golden[INTER + name]  # noqa: E731
     close(stem.conv(golden["input"]), g("init_conv"))
     close(stem.bn(g("init_conv"), training=False), g("init_bn"))
@@ -70,13 +70,18 @@ def test_pokeconv_teacher_forced(model, golden, i, j):
     block_input = g("DPReLU_1") if i == 0 else g(f"bn_splitresblock{i - 1}-3")
     x = block_input if j == 1 else g(f"bn_splitresblock{i}-{j - 1}")
     name = f"resblock{i}-{j}"
-    layer = model.get_layer(name)
-    assert isinstance(layer, PokeConv)
-    close(layer.conv(x), g(f"conv-{name}"))
-    close(layer.bn(g(f"conv-{name}"), training=False), g(f"bn{name}"))
-    close(layer.se.fc1(np.mean(x, axis=(1, 2), keepdims=True)), g(f"sefc1-{name}"))
-    close(layer.se.fc2(np.maximum(g(f"sefc1-{name}"), 0)), g(f"sefc2-{name}"))
-    out = layer([x, block_input] if j == 3 else x, training=False)
+    unit = pokeconv_parts(model, name)
+    close(unit.conv(x), g(f"conv-{name}"))
+    close(unit.bn(g(f"conv-{name}"), training=False), g(f"bn{name}"))
+    close(unit.se_fc1(np.mean(x, axis=(1, 2), keepdims=True)), g(f"sefc1-{name}"))
+    close(unit.se_fc2(np.maximum(g(f"sefc1-{name}"), 0)), g(f"sefc2-{name}"))
+    # The whole unit, from its input(s) to its output, as a sub-model of the zoo model.
+    inputs = [model.get_layer(f"{name}.conv").input]
+    if j == 3:
+        add_block = model.get_layer(f"{name}.add_block")
+        inputs.append(unit.block_shortcut[0].input if unit.block_shortcut else add_block.input[1])
+    sub = tf.keras.Model(inputs, unit.bn_split.output)
+    out = sub([x, block_input] if j == 3 else x, training=False)
     close(out, g(f"bn_split{name}"))
 
 

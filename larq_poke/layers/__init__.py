@@ -1,7 +1,7 @@
-"""Keras layers of the larq-poke model families (PokeBNN, BNext)."""
+"""Keras layers and functional units of the larq-poke model families (PokeBNN, BNext)."""
 
 from larq_poke.layers.shortcuts import ChannelShrink, ChannelTile, ChannelZeroPad, PaddedAveragePool2D
-from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
+from larq_poke.layers.pokebnn import DPReLU, HardSigmoid, poke_conv, poke_init, poke_squeeze_excite
 from larq_poke.layers.bnext import BNextBinaryConv2D, BNextSign, BNextWeightSign, LearnableBias, ScaleMix, SymmetricMaxPool2D
 
 __all__ = [
@@ -12,11 +12,12 @@ __all__ = [
     "ChannelTile",
     "ChannelZeroPad",
     "DPReLU",
+    "HardSigmoid",
     "LearnableBias",
     "PaddedAveragePool2D",
-    "PokeConv",
-    "PokeInit",
-    "PokeSqueezeExcite",
     "ScaleMix",
     "SymmetricMaxPool2D",
+    "poke_conv",
+    "poke_init",
+    "poke_squeeze_excite",
 ]

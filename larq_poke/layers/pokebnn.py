@@ -1,18 +1,24 @@
-"""PokeBNN building blocks: DPReLU, the 4-bit SE unit, PokeConv and the PokeInit stem.
+"""PokeBNN building blocks: DPReLU, and the 4-bit SE unit, PokeConv and the PokeInit stem as
+functional units.
 
-Each layer reproduces the official AQT/Flax PokeBNN code (float32 variant) operation by
-operation; see ``docs/pokebnn.md`` for the spec they follow.
+A unit is a function that adds named Keras layers to a functional graph (the keras.applications
+style, as BNext's units): ``poke_conv(x, 64, 3, name="resblock0-2")`` adds
+``resblock0-2.conv``, ``.bn``, ``.local_*``, ``.add_local``, ``.dprelu``, ``.se.*``, ``.gate``
+and ``.bn_split``. Every op reproduces the official AQT/Flax PokeBNN code (float32 variant); see
+``docs/pokebnn.md`` for the spec they follow. :func:`pokeconv_parts` and :func:`pokeinit_parts`
+find a unit's layers in a built model again (for the official-name mapping and the deployable
+rewrite).
 
 ```python
 import tensorflow as tf
-from larq_poke.layers import PokeInit, PokeConv
+from larq_poke.layers.pokebnn import poke_conv, poke_init
 
 x = tf.keras.Input((224, 224, 3))
-y = PokeInit()(x)                                  # 56x56x64
+y = poke_init(x)                                            # 56x56x64
 r1 = y
-y = PokeConv(64, 1, name="resblock0-1")(y)
-y = PokeConv(64, 3, name="resblock0-2")(y)
-y = PokeConv(256, 1, zero_init_bn=True, name="resblock0-3")([y, r1])  # with block shortcut
+y = poke_conv(y, 64, 1, name="resblock0-1")
+y = poke_conv(y, 64, 3, name="resblock0-2")
+y = poke_conv(y, 256, 1, zero_init_bn=True, block_input=r1, name="resblock0-3")
 ```
 
 # References
@@ -21,16 +27,17 @@ y = PokeConv(256, 1, zero_init_bn=True, name="resblock0-3")([y, r1])  # with blo
 
 from __future__ import annotations
 
+import dataclasses
+from typing import List, Optional
 
 import larq as lq
 import tensorflow as tf
 
-from larq_poke.serialization import register_serializable
-
-from larq_poke.keras_graph import quiet_larq_warnings, same_output_size
+from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.layers.base import GraphLayer
-from larq_poke.no_autograph import without_autograph
 from larq_poke.layers.shortcuts import shortcut_layers
+from larq_poke.no_autograph import without_autograph
+from larq_poke.serialization import register_serializable
 from larq_poke.quantizers import (
     PokeBinaryActivation,
     PokeBinaryWeight,
@@ -39,7 +46,19 @@ from larq_poke.quantizers import (
     UnsignedActivationQuantizer,
 )
 
-__all__ = ["DPReLU", "PokeSqueezeExcite", "PokeConv", "PokeInit", "batch_norm"]
+__all__ = [
+    "DPReLU",
+    "HardSigmoid",
+    "batch_norm",
+    "poke_squeeze_excite",
+    "poke_conv",
+    "poke_init",
+    "PokeConvParts",
+    "PokeInitParts",
+    "pokeconv_names",
+    "pokeconv_parts",
+    "pokeinit_parts",
+]
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -84,245 +103,236 @@ class DPReLU(GraphLayer):
 
 
 @register_serializable
-class PokeSqueezeExcite(GraphLayer):
-    r"""PokeBNN's 4-bit squeeze-and-excitation: per-channel gates for ``channels`` outputs.
-
-    \(s = \mathrm{hsig}(W_2\, q_{u4}(\mathrm{ReLU}(W_1\, q_{s4}(\bar{x}) + b_1)) + b_2)\) with
-    \(\bar{x}\) the spatial mean of the input, int4 weights, a signed int4 input for fc1, an
-    unsigned int4 input for fc2, and \(\mathrm{hsig}(v) = \mathrm{clip}(v + 3, 0, 6) / 6\).
-    Output shape (N, 1, 1, channels).
-
-    # Arguments
-    channels: number of gates (the PokeConv's output channels).
-    reduction: fc1 has ``Cin // reduction`` filters (8 officially).
-    """
-
-    def __init__(self, channels: int, reduction: int = 8, **kwargs):
-        super().__init__(**kwargs)
-        self.channels = int(channels)
-        self.reduction = int(reduction)
-
-    def build(self, input_shape):
-        cin = int(tf.TensorShape(input_shape)[-1])
-        hidden = cin // self.reduction
-        if hidden < 1:
-            raise ValueError(
-                f"{self.name}: SE needs at least {self.reduction} input channels, got {cin} "
-                "(the width multiplier is too small)."
-            )
-        self.fc1 = without_autograph(lq.layers.QuantConv2D(
-            hidden,
-            1,
-            use_bias=True,
-            input_quantizer=SignedActivationQuantizer(bits=4),
-            kernel_quantizer=SignedWeightQuantizer(bits=4),
-            kernel_initializer="lecun_normal",
-            name="fc1",
-        ))
-        self.fc2 = without_autograph(lq.layers.QuantConv2D(
-            self.channels,
-            1,
-            use_bias=True,
-            input_quantizer=UnsignedActivationQuantizer(bits=4),
-            kernel_quantizer=SignedWeightQuantizer(bits=4),
-            kernel_initializer="lecun_normal",
-            name="fc2",
-        ))
-        super().build(input_shape)
+class HardSigmoid(GraphLayer):
+    r"""The SE's hard sigmoid \(\mathrm{clip}(v + 3, 0, 6) / 6\) (Keras 2's ``hard_sigmoid`` is
+    another function)."""
 
     def call(self, inputs):
-        squeezed = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
-        hidden = tf.nn.relu(self.fc1(squeezed))
-        return tf.clip_by_value(self.fc2(hidden) + 3.0, 0.0, 6.0) / 6.0
-
-    def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "reduction": self.reduction}
+        return tf.clip_by_value(inputs + 3.0, 0.0, 6.0) / 6.0
 
 
-@register_serializable
-class PokeConv(GraphLayer):
+def _quant_conv(*args, **kwargs):
+    with quiet_larq_warnings():
+        return without_autograph(lq.layers.QuantConv2D(*args, **kwargs))
+
+
+def poke_squeeze_excite(x, channels: int, *, name: str, reduction: int = 8):
+    r"""PokeBNN's 4-bit squeeze-and-excitation: per-channel gates (N, 1, 1, ``channels``).
+
+    \(s = \mathrm{hsig}(W_2\, q_{u4}(\mathrm{ReLU}(W_1\, q_{s4}(\bar{x}) + b_1)) + b_2)\) with
+    \(\bar{x}\) the spatial mean of ``x``, int4 weights, a signed int4 input for fc1 and an
+    unsigned int4 input for fc2. Layers ``{name}.mean``, ``.fc1``, ``.relu``, ``.fc2``, ``.hsig``;
+    fc1 has ``Cin // reduction`` filters (8 officially).
+    """
+    cin = int(x.shape[-1])
+    hidden = cin // reduction
+    if hidden < 1:
+        raise ValueError(
+            f"{name}: SE needs at least {reduction} input channels, got {cin} "
+            "(the width multiplier is too small)."
+        )
+    def fc(filters, input_quantizer, part):
+        return _quant_conv(
+            filters,
+            1,
+            use_bias=True,
+            input_quantizer=input_quantizer,
+            kernel_quantizer=SignedWeightQuantizer(bits=4),
+            kernel_initializer="lecun_normal",
+            name=f"{name}.{part}",
+        )
+
+    s = tf.keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.mean")(x)
+    s = fc(hidden, SignedActivationQuantizer(bits=4), "fc1")(s)
+    s = tf.keras.layers.ReLU(name=f"{name}.relu")(s)
+    s = fc(channels, UnsignedActivationQuantizer(bits=4), "fc2")(s)
+    return HardSigmoid(name=f"{name}.hsig")(s)
+
+
+def _apply(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def poke_conv(
+    x,
+    filters: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    block_input=None,
+    block_strides: int = 1,
+    zero_init_bn: bool = False,
+    activation_bound: float = 3.0,
+    name: str,
+):
     r"""PokeBNN's PokeConv: binary conv with local (and optional block) shortcut, DPReLU and SE.
 
-    For input ``x`` (and block-shortcut input ``r1`` when called with ``[x, r1]``):
+    For input ``x`` (and ``block_input`` r1, when given):
 
     1. ``y = BN_a(BinaryConv(x))`` — inputs binarized to ±1.5 (bound 3), weights to
        ±max|w|/2 per output channel, zero padding applied after binarization;
     2. ``y += shortcut(x)`` — zero-pad / shrink channels, 3×3/2 counting average pool if strided;
-    3. ``y += shortcut(r1)`` — tiled channels (only when ``r1`` is given);
+    3. ``y += shortcut(r1)`` — tiled channels, pooled by ``block_strides`` (only with r1);
     4. ``y = DPReLU(y) * SE(x)`` — the SE reads the PokeConv *input*;
     5. ``return BN_b(y)``.
 
-    ```python
-    y = PokeConv(128, 3, strides=2)(x)
-    ```
-
     # Arguments
-    filters: output channels.
-    kernel_size: 1 or 3.
-    strides: stride of the binary conv (the local shortcut is pooled when > 1).
-    zero_init_bn: initialise BN_a's gamma to 0 (the third conv of each block).
-    block_strides: stride the block shortcut ``r1`` must be pooled by (the block's stride).
+    filters: output channels. kernel_size: 1 or 3. strides: of the binary conv (the local
+    shortcut is pooled when > 1). zero_init_bn: BN_a's gamma starts at 0 (third conv of a block).
     activation_bound: clipping bound of the binary activation (3.0 officially).
     """
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: int,
-        strides: int = 1,
-        zero_init_bn: bool = False,
-        block_strides: int = 1,
-        activation_bound: float = 3.0,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.strides = int(strides)
-        self.zero_init_bn = bool(zero_init_bn)
-        self.block_strides = int(block_strides)
-        self.activation_bound = float(activation_bound)
-
-    def build(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
-            input_shape[0], (list, tuple, tf.TensorShape)
-        ):
-            x_shape, r1_shape = (tf.TensorShape(s) for s in input_shape)
-        else:
-            x_shape, r1_shape = tf.TensorShape(input_shape), None
-        cin = int(x_shape[-1])
-        with quiet_larq_warnings():
-            self.conv = without_autograph(lq.layers.QuantConv2D(
-                self.filters,
-                self.kernel_size,
-                strides=self.strides,
-                padding="same",
-                pad_values=0.0,
-                use_bias=False,
-                input_quantizer=PokeBinaryActivation(self.activation_bound),
-                kernel_quantizer=PokeBinaryWeight(),
-                kernel_initializer="lecun_normal",
-                name="conv",
-            ))
-        self.bn = batch_norm("bn", zero_gamma=self.zero_init_bn)
-        self.local_shortcut = shortcut_layers(
-            cin, self.filters, "zeropad", self.strides > 1, name="local"
-        )
-        self.block_shortcut = None
-        if r1_shape is not None:
-            self.block_shortcut = shortcut_layers(
-                int(r1_shape[-1]), self.filters, "tile", self.block_strides > 1, name="block"
-            )
-        self.dprelu = DPReLU(name="dprelu")
-        self.se = PokeSqueezeExcite(self.filters, name="se")
-        self.bn_split = batch_norm("bn_split")
-        super().build(input_shape)
-
-    @staticmethod
-    def _apply(layers, x):
-        for layer in layers:
-            x = layer(x)
-        return x
-
-    def call(self, inputs, training=None):
-        if isinstance(inputs, (list, tuple)):
-            x, r1 = inputs
-        else:
-            x, r1 = inputs, None
-        if (r1 is None) != (self.block_shortcut is None):
-            raise ValueError(f"{self.name} was built {'with' if r1 is None else 'without'} a block shortcut input.")
-        y = self.bn(self.conv(x), training=training)
-        y = y + self._apply(self.local_shortcut, x)
-        if r1 is not None:
-            y = y + self._apply(self.block_shortcut, r1)
-        y = self.dprelu(y) * self.se(x)
-        return self.bn_split(y, training=training)
-
-    def compute_output_shape(self, input_shape):
-        shape = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
-            input_shape[0], (list, tuple, tf.TensorShape)
-        ) else input_shape
-        shape = tf.TensorShape(shape).as_list()
-        for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = same_output_size(shape[axis], self.strides)
-        return tf.TensorShape(shape[:-1] + [self.filters])
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "zero_init_bn": self.zero_init_bn,
-            "block_strides": self.block_strides,
-            "activation_bound": self.activation_bound,
-        }
+    cin = int(x.shape[-1])
+    y = _quant_conv(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        pad_values=0.0,
+        use_bias=False,
+        input_quantizer=PokeBinaryActivation(activation_bound),
+        kernel_quantizer=PokeBinaryWeight(),
+        kernel_initializer="lecun_normal",
+        name=f"{name}.conv",
+    )(x)
+    y = batch_norm(f"{name}.bn", zero_gamma=zero_init_bn)(y)
+    local = _apply(shortcut_layers(cin, filters, "zeropad", strides > 1, name=f"{name}.local"), x)
+    y = tf.keras.layers.Add(name=f"{name}.add_local")([y, local])
+    if block_input is not None:
+        r1 = shortcut_layers(int(block_input.shape[-1]), filters, "tile", block_strides > 1, name=f"{name}.block")
+        y = tf.keras.layers.Add(name=f"{name}.add_block")([y, _apply(r1, block_input)])
+    y = DPReLU(name=f"{name}.dprelu")(y)
+    gate = poke_squeeze_excite(x, filters, name=f"{name}.se")
+    y = tf.keras.layers.Multiply(name=f"{name}.gate")([y, gate])
+    return batch_norm(f"{name}.bn_split")(y)
 
 
-@register_serializable
-class PokeInit(GraphLayer):
+def poke_init(x, *, filters: int = 64, groups: int = 32, name: str = "init"):
     """PokeBNN's 8-bit stem: 4×4/4 VALID conv → BN → DPReLU → grouped 3×3 conv → BN → DPReLU.
 
     Both convs have int8 weights (per output channel) and int8 inputs with learned
     per-input-channel bounds. The grouped conv has one input channel per group and two outputs
-    per group (output channel 2g + t reads input channel g); it is a depthwise conv with depth
-    multiplier ``filters // groups``. The stem does not scale with the width multiplier.
-
-    ```python
-    y = PokeInit()(tf.keras.Input((224, 224, 3)))   # (None, 56, 56, 64)
-    ```
-
-    # Arguments
-    filters: output channels of the grouped conv (64); the first conv has ``groups`` filters.
-    groups: groups of the second conv (32, the official ``init_group``).
+    per group (output channel 2g + t reads input channel g): a depthwise conv with depth
+    multiplier ``filters // groups``. Layers ``{name}.conv``, ``.bn``, ``.dprelu``,
+    ``.conv_group``, ``.bn_group``, ``.dprelu_group``.
     """
+    if filters % groups:
+        raise ValueError(f"{name}: filters ({filters}) must be a multiple of groups ({groups}).")
+    y = _quant_conv(
+        groups,
+        4,
+        strides=4,
+        padding="valid",
+        use_bias=False,
+        input_quantizer=SignedActivationQuantizer(bits=8),
+        kernel_quantizer=SignedWeightQuantizer(bits=8),
+        kernel_initializer="lecun_normal",
+        name=f"{name}.conv",
+    )(x)
+    y = batch_norm(f"{name}.bn")(y)
+    y = DPReLU(name=f"{name}.dprelu")(y)
+    y = without_autograph(lq.layers.QuantDepthwiseConv2D(
+        3,
+        depth_multiplier=filters // groups,
+        padding="same",
+        use_bias=False,
+        input_quantizer=SignedActivationQuantizer(bits=8),
+        depthwise_quantizer=SignedWeightQuantizer(bits=8, channel_axes=2),
+        depthwise_initializer="lecun_normal",
+        name=f"{name}.conv_group",
+    ))(y)
+    y = batch_norm(f"{name}.bn_group")(y)
+    return DPReLU(name=f"{name}.dprelu_group")(y)
 
-    def __init__(self, filters: int = 64, groups: int = 32, **kwargs):
-        super().__init__(**kwargs)
-        if filters % groups:
-            raise ValueError(f"PokeInit: filters ({filters}) must be a multiple of groups ({groups}).")
-        self.filters = int(filters)
-        self.groups = int(groups)
 
-    def build(self, input_shape):
-        self.conv = without_autograph(lq.layers.QuantConv2D(
-            self.groups,
-            4,
-            strides=4,
-            padding="valid",
-            use_bias=False,
-            input_quantizer=SignedActivationQuantizer(bits=8),
-            kernel_quantizer=SignedWeightQuantizer(bits=8),
-            kernel_initializer="lecun_normal",
-            name="conv",
-        ))
-        self.bn = batch_norm("bn")
-        self.dprelu = DPReLU(name="dprelu")
-        self.conv_group = without_autograph(lq.layers.QuantDepthwiseConv2D(
-            3,
-            depth_multiplier=self.filters // self.groups,
-            padding="same",
-            use_bias=False,
-            input_quantizer=SignedActivationQuantizer(bits=8),
-            depthwise_quantizer=SignedWeightQuantizer(bits=8, channel_axes=2),
-            depthwise_initializer="lecun_normal",
-            name="conv_group",
-        ))
-        self.bn_group = batch_norm("bn_group")
-        self.dprelu_group = DPReLU(name="dprelu_group")
-        super().build(input_shape)
+# ------------------------------------------------------------------------------------------------
+# Finding a unit's layers in a built model.
 
-    def call(self, inputs, training=None):
-        y = self.dprelu(self.bn(self.conv(inputs), training=training))
-        return self.dprelu_group(self.bn_group(self.conv_group(y), training=training))
 
-    def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = shape[axis] // 4
-        return tf.TensorShape(shape[:-1] + [self.filters])
+@dataclasses.dataclass
+class PokeConvParts:
+    """The layers of one PokeConv unit of a built model (see :func:`poke_conv`)."""
 
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "groups": self.groups}
+    name: str
+    conv: object
+    bn: object
+    local_shortcut: List
+    block_shortcut: Optional[List]
+    dprelu: object
+    se_fc1: object
+    se_fc2: object
+    bn_split: object
+
+    @property
+    def activation_bound(self) -> float:
+        return float(self.conv.input_quantizer.bound)
+
+
+@dataclasses.dataclass
+class PokeInitParts:
+    """The layers of the PokeInit stem of a built model (see :func:`poke_init`)."""
+
+    name: str
+    conv: object
+    bn: object
+    dprelu: object
+    conv_group: object
+    bn_group: object
+    dprelu_group: object
+
+
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def _shortcut(model, prefix: str) -> List:
+    found = [_layer(model, f"{prefix}_{kind}") for kind in ("shrink", "zeropad", "tile", "pool")]
+    return [layer for layer in found if layer is not None]
+
+
+def pokeconv_names(model) -> List[str]:
+    """Names of the PokeConv units of ``model``, in layer order."""
+    names = []
+    for layer in model.layers:
+        if layer.name.endswith(".bn_split"):
+            unit = layer.name[: -len(".bn_split")]
+            conv = _layer(model, f"{unit}.conv")
+            if conv is not None and isinstance(getattr(conv, "input_quantizer", None), PokeBinaryActivation):
+                names.append(unit)
+    return names
+
+
+def pokeconv_parts(model, name: str) -> PokeConvParts:
+    """The layers of PokeConv unit ``name`` in ``model``; ``ValueError`` if one is missing."""
+    has_block = _layer(model, f"{name}.add_block") is not None
+    parts = PokeConvParts(
+        name=name,
+        conv=_layer(model, f"{name}.conv"),
+        bn=_layer(model, f"{name}.bn"),
+        local_shortcut=_shortcut(model, f"{name}.local"),
+        block_shortcut=_shortcut(model, f"{name}.block") if has_block else None,
+        dprelu=_layer(model, f"{name}.dprelu"),
+        se_fc1=_layer(model, f"{name}.se.fc1"),
+        se_fc2=_layer(model, f"{name}.se.fc2"),
+        bn_split=_layer(model, f"{name}.bn_split"),
+    )
+    missing = [f.name for f in dataclasses.fields(parts) if getattr(parts, f.name) is None and f.name != "block_shortcut"]
+    if missing:
+        raise ValueError(f"{model.name}: PokeConv unit {name!r} has no layer(s) {missing}.")
+    return parts
+
+
+def pokeinit_parts(model, name: str = "init") -> Optional[PokeInitParts]:
+    """The layers of the PokeInit stem ``name`` of ``model``, or ``None`` when it has none."""
+    layers = {
+        part: _layer(model, f"{name}.{part}")
+        for part in ("conv", "bn", "dprelu", "conv_group", "bn_group", "dprelu_group")
+    }
+    if any(layer is None for layer in layers.values()):
+        return None
+    return PokeInitParts(name=name, **layers)
+

@@ -30,7 +30,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.layers.pokebnn import PokeConv, PokeInit
+from larq_poke.layers.pokebnn import poke_conv, poke_init, pokeconv_names, pokeconv_parts, pokeinit_parts
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.loading import Family, ImportReport, load_weights, register_family
@@ -128,18 +128,20 @@ def PokeBNN(
         num_classes=num_classes,
         min_size=32,
     )
-    x = PokeInit(filters=_STEM_CHANNELS, groups=32, name="init")(x)
+    x = poke_init(x, filters=_STEM_CHANNELS, groups=32, name="init")
     for index, filters, strides in stage_plan(width_multiplier):
         block_input = x
-        x = PokeConv(filters, 1, name=f"resblock{index}-1")(x)
-        x = PokeConv(filters, 3, strides=strides, name=f"resblock{index}-2")(x)
-        x = PokeConv(
+        x = poke_conv(x, filters, 1, name=f"resblock{index}-1")
+        x = poke_conv(x, filters, 3, strides=strides, name=f"resblock{index}-2")
+        x = poke_conv(
+            x,
             4 * filters,
             1,
             zero_init_bn=True,
+            block_input=block_input,
             block_strides=strides,
             name=f"resblock{index}-3",
-        )([x, block_input])
+        )
     if include_top:
         x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         dense = lq.layers.QuantDense(
@@ -260,9 +262,9 @@ def official_variable_map(model):
         return lambda a: np.reshape(a, kernel.shape)
 
     mapping = {}
-    stem = _layer(model, "init")
+    stem = pokeinit_parts(model)
     if stem is None:
-        raise ValueError(f"{model.name} is not a larq_poke PokeBNN model (no 'init' stem layer).")
+        raise ValueError(f"{model.name} is not a larq_poke PokeBNN model (no 'init' stem layers).")
     mapping["params/init_conv/kernel"] = (stem.conv.kernel, None)
     mapping.update(bounds("init_conv", stem.conv.input_quantizer))
     mapping.update(bn("init_bn", stem.bn))
@@ -275,22 +277,21 @@ def official_variable_map(model):
     mapping.update(bn("init_bn_group", stem.bn_group))
     mapping.update(dprelu(1, stem.dprelu_group))
 
-    pokeconvs = [layer for layer in model.layers if isinstance(layer, PokeConv)]
-    for layer in pokeconvs:
-        match = re.fullmatch(r"resblock(\d+)-([123])", layer.name)
+    for n in pokeconv_names(model):
+        match = re.fullmatch(r"resblock(\d+)-([123])", n)
         if match is None:
-            raise ValueError(f"Unexpected PokeConv name {layer.name!r}; expected resblock<i>-<j>.")
+            raise ValueError(f"Unexpected PokeConv unit name {n!r}; expected resblock<i>-<j>.")
         i, j = int(match.group(1)), int(match.group(2))
-        n = layer.name
-        mapping[f"params/conv-{n}/kernel"] = (layer.conv.kernel, None)
-        mapping[f"get_bounds/conv-{n}/GetBounds_0/bounds"] = (None, layer.activation_bound)
-        mapping.update(bn(f"bn{n}", layer.bn))
-        mapping.update(dprelu(2 + 3 * i + (j - 1), layer.dprelu))
-        for fc, official in ((layer.se.fc1, f"sefc1-{n}"), (layer.se.fc2, f"sefc2-{n}")):
+        unit = pokeconv_parts(model, n)
+        mapping[f"params/conv-{n}/kernel"] = (unit.conv.kernel, None)
+        mapping[f"get_bounds/conv-{n}/GetBounds_0/bounds"] = (None, unit.activation_bound)
+        mapping.update(bn(f"bn{n}", unit.bn))
+        mapping.update(dprelu(2 + 3 * i + (j - 1), unit.dprelu))
+        for fc, official in ((unit.se_fc1, f"sefc1-{n}"), (unit.se_fc2, f"sefc2-{n}")):
             mapping[f"params/{official}/kernel"] = (fc.kernel, None)
             mapping[f"params/{official}/bias"] = (fc.bias, None)
             mapping.update(bounds(official, fc.input_quantizer))
-        mapping.update(bn(f"bn_split{n}", layer.bn_split))
+        mapping.update(bn(f"bn_split{n}", unit.bn_split))
 
     dense = _layer(model, "dense")
     if dense is not None:
@@ -373,10 +374,7 @@ def _assign(model, flat: Dict[str, np.ndarray], allow_missing_head: bool) -> Imp
 
 
 def _owns(model) -> bool:
-    try:
-        return isinstance(model.get_layer("init"), PokeInit)
-    except ValueError:
-        return False
+    return pokeinit_parts(model) is not None
 
 
 def _no_pretrained(zoo_name, state=None):

@@ -253,7 +253,7 @@ def bnext_deployable(model):
     moves = _MoveFolds(model, consumers, producers, shifted_bns, pooled_mixes)
     pending = {}  # id(original conv output) -> correction K still to subtract
 
-    def substitute(layer, args, inbound, out):
+    def substitute(layer, args, inbound, out, new):
         trimmed = _trimmed_zero_padding(layer, inbound, consumers.get(id(out), []))
         if trimmed is not None:
             return tf.keras.layers.ZeroPadding2D(trimmed, name=layer.name)(args[0])

@@ -83,9 +83,16 @@ from larq_poke.converters.rewrites.common import (
 )
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.converters.conversion_report import QuantizationInfoError
-from larq_poke.keras_graph import rebuild_functional, same_output_size, same_paddings
+from larq_poke.keras_graph import node_inputs, rebuild_functional, same_output_size, same_paddings
 from larq_poke.layers.base import GraphLayer
-from larq_poke.layers.pokebnn import DPReLU, PokeConv, PokeInit, PokeSqueezeExcite
+from larq_poke.layers.pokebnn import (
+    DPReLU,
+    PokeConvParts,
+    PokeInitParts,
+    pokeconv_names,
+    pokeconv_parts,
+    pokeinit_parts,
+)
 from larq_poke.layers.shortcuts import (
     ChannelShrink,
     ChannelTile,
@@ -316,13 +323,13 @@ class _SqueezeExcite:
     original only by float rounding).
     """
 
-    def __init__(self, se: PokeSqueezeExcite, name: str):
-        self.q1 = _ActivationQuant(se.fc1.input_quantizer, f"{name}/fc1 input")
-        self.q2 = _ActivationQuant(se.fc2.input_quantizer, f"{name}/fc2 input")
-        self.w1 = _quantized_kernel(se.fc1)
-        self.b1 = as_numpy(se.fc1.bias)
-        self.w2 = _quantized_kernel(se.fc2)
-        self.b2 = as_numpy(se.fc2.bias)
+    def __init__(self, fc1, fc2, name: str):
+        self.q1 = _ActivationQuant(fc1.input_quantizer, f"{name}/fc1 input")
+        self.q2 = _ActivationQuant(fc2.input_quantizer, f"{name}/fc2 input")
+        self.w1 = _quantized_kernel(fc1)
+        self.b1 = as_numpy(fc1.bias)
+        self.w2 = _quantized_kernel(fc2)
+        self.b2 = as_numpy(fc2.bias)
 
     @staticmethod
     def _unscaled(kernel: np.ndarray, quant: "_ActivationQuant") -> np.ndarray:
@@ -353,16 +360,17 @@ class _SqueezeExcite:
 
 
 class DeployablePokeConv(GraphLayer):
-    """A :class:`~larq_poke.layers.PokeConv` in LCE-friendly form (see the module docstring).
+    """A PokeConv unit (:func:`~larq_poke.layers.pokebnn.poke_conv`) in LCE-friendly form (see
+    the module docstring).
 
-    Built by :func:`pokebnn_deployable` from a trained PokeConv; not meant to be trained.
+    Built by :func:`pokebnn_deployable` from the unit's trained layers; not meant to be trained.
     """
 
-    def __init__(self, source: Optional[PokeConv] = None, int8: bool = False, **kwargs):
+    def __init__(self, source: Optional[PokeConvParts] = None, int8: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.int8 = bool(int8)
         if source is None:
-            raise ValueError("DeployablePokeConv is built from a PokeConv (pokebnn_deployable)")
+            raise ValueError("DeployablePokeConv is built from a PokeConv unit (pokebnn_deployable)")
         # Keep plain facts, not the source layers (attributes holding layers would be tracked
         # as sublayers of this one).
         conv = source.conv
@@ -382,7 +390,7 @@ class DeployablePokeConv(GraphLayer):
         self._gate_scale = (g_b * pos / np.float32(6.0)).astype(np.float32)
         self._gate_shift_scale = (g_b * b_y / np.float32(6.0)).astype(np.float32)
         self._out_shift = h_b
-        self._se = _SqueezeExcite(source.se, f"{source.name}/se")
+        self._se = _SqueezeExcite(source.se_fc1, source.se_fc2, f"{source.name}/se")
         self._local = _ShortcutPlan(source.local_shortcut)
         self._block = (
             _ShortcutPlan(source.block_shortcut) if source.block_shortcut is not None else None
@@ -441,11 +449,11 @@ class DeployablePokeInit(GraphLayer):
     DPReLU as PRELU + affine."""
 
     def __init__(
-        self, source: Optional[PokeInit] = None, int8: bool = False, ranges=None, **kwargs
+        self, source: Optional[PokeInitParts] = None, int8: bool = False, ranges=None, **kwargs
     ):
         super().__init__(**kwargs)
         if source is None:
-            raise ValueError("DeployablePokeInit is built from a PokeInit (pokebnn_deployable)")
+            raise ValueError("DeployablePokeInit is built from a PokeInit stem (pokebnn_deployable)")
         if int8 and ranges is None:
             raise ValueError("int8 needs the measured output ranges of the two stem convs")
         self.int8 = bool(int8)
@@ -586,15 +594,41 @@ def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
     return _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, calibration_inputs))
 
 
+def _units(model):
+    """``{last layer name: (kind, parts, original inputs)}`` of the PokeBNN units of ``model``
+    and the set of every layer name inside a unit."""
+    units, inside = {}, set()
+    stem = pokeinit_parts(model)
+    if stem is not None:
+        units[stem.dprelu_group.name] = ("init", stem, [node_inputs(model, stem.conv)[0]])
+        inside.update(f"{stem.name}.{part}" for part in ("conv", "bn", "dprelu", "conv_group", "bn_group", "dprelu_group"))
+    for name in pokeconv_names(model):
+        unit = pokeconv_parts(model, name)
+        inputs = [node_inputs(model, unit.conv)[0]]
+        if unit.block_shortcut is not None:
+            if unit.block_shortcut:
+                inputs.append(node_inputs(model, unit.block_shortcut[0])[0])
+            else:  # the block input is added as it is
+                inputs.append(node_inputs(model, model.get_layer(f"{name}.add_block"))[1])
+        units[unit.bn_split.name] = ("conv", unit, inputs)
+        inside.update(layer.name for layer in model.layers if layer.name.startswith(f"{name}."))
+    return units, inside
+
+
 def _rebuild(model, int8: bool = False, ranges=None):
     ranges = ranges or {}
+    units, inside = _units(model)
     pending_pool = {}  # id(original pool output) -> new pool input, for the head
 
-    def substitute(layer, args, inbound, output):
-        if isinstance(layer, PokeConv):
-            return DeployablePokeConv(layer, int8=int8, name=layer.name)(args if len(args) > 1 else args[0])
-        if isinstance(layer, PokeInit):
-            return DeployablePokeInit(layer, int8=int8, ranges=ranges.get(layer.name), name=layer.name)(args[0])
+    def substitute(layer, args, inbound, output, new):
+        if layer.name in units:
+            kind, parts, unit_inputs = units[layer.name]
+            xs = [new(t) for t in unit_inputs]
+            if kind == "init":
+                return DeployablePokeInit(parts, int8=int8, ranges=ranges.get(parts.name), name=parts.name)(xs[0])
+            return DeployablePokeConv(parts, int8=int8, name=parts.name)(xs if len(xs) > 1 else xs[0])
+        if layer.name in inside:
+            return args[0]  # replaced as part of its unit, at the unit's last layer
         if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
             pending_pool[id(output)] = args[0]
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
@@ -607,14 +641,16 @@ def _rebuild(model, int8: bool = False, ranges=None):
 
 
 def _multibit_quantizers(model):
+    stem = pokeinit_parts(model)
+    if stem is not None:
+        yield f"{stem.name}/conv", stem.conv.input_quantizer
+        yield f"{stem.name}/conv_group", stem.conv_group.input_quantizer
+    for name in pokeconv_names(model):
+        unit = pokeconv_parts(model, name)
+        yield f"{name}/se/fc1", unit.se_fc1.input_quantizer
+        yield f"{name}/se/fc2", unit.se_fc2.input_quantizer
     for layer in model.layers:
-        if isinstance(layer, PokeInit):
-            yield f"{layer.name}/conv", layer.conv.input_quantizer
-            yield f"{layer.name}/conv_group", layer.conv_group.input_quantizer
-        elif isinstance(layer, PokeConv):
-            yield f"{layer.name}/se/fc1", layer.se.fc1.input_quantizer
-            yield f"{layer.name}/se/fc2", layer.se.fc2.input_quantizer
-        elif _is_pokebnn_head(layer):
+        if _is_pokebnn_head(layer):
             yield layer.name, layer.input_quantizer
 
 
@@ -711,4 +747,8 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
         quantizer.bounds.assign(np.mean(peaks[name], axis=0).astype(np.float32))
 
 
-register_rewrite((PokeConv, PokeInit), pokebnn_deployable, name="pokebnn")
+def _has_pokebnn_units(model) -> bool:
+    return pokeinit_parts(model) is not None or bool(pokeconv_names(model))
+
+
+register_rewrite(_has_pokebnn_units, pokebnn_deployable, name="pokebnn")
