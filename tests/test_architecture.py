@@ -32,7 +32,8 @@ ALLOWED = {
     "cost": {"converters"},  # only larq_poke.converters.fusability (see NARROW)
     "converters": {"layers", "quantizers", "cost"},
     "bench": {"converters"},
-    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints"},
+    "data": set(),
+    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data"},
 }
 
 

@@ -205,3 +205,16 @@ def test_keras_weights_file_round_trip(tmp_path, model, golden):
     )
     with pytest.raises(ValueError, match="does not fit"):
         PokeBNN(0.75, input_shape=(64, 64, 3), weights=path)
+
+
+def test_non_numeric_and_non_finite_variables_are_named(model, variables):
+    before = [w.copy() for w in model.get_weights()]
+    bad = dict(variables)
+    bad["params/bnresblock2-1/scale"] = np.array(["a", "b"])
+    bad["params/sefc1-resblock4-2/bias"] = np.full_like(variables["params/sefc1-resblock4-2/bias"], np.nan)
+    with pytest.raises(ValueError) as info:
+        load_pokebnn_flax(model, bad)
+    assert "bnresblock2-1/scale: not a numeric array" in str(info.value)
+    assert "sefc1-resblock4-2/bias: contains NaN" in str(info.value)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # nothing was assigned

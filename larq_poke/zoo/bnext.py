@@ -107,6 +107,7 @@ for _size, _zoo_name in ZOO_NAMES.items():
             file_name=f"bnext_{_size}_checkpoint.pth.tar",
             format="torch",
             family="bnext",
+            preprocessing="bnext",
             sha256=None,
             source="github.com/hpi-xnor/BNext (official PyTorch checkpoint on Google Drive)",
             license="see github.com/hpi-xnor/BNext",

@@ -336,7 +336,14 @@ def _assign(model, flat: Dict[str, np.ndarray], allow_missing_head: bool) -> Imp
     for name, (variable, transform) in mapping.items():
         if name not in flat:
             continue
-        value = np.asarray(flat[name], dtype=np.float32)
+        raw = np.asarray(flat[name])
+        if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_):
+            problems.append(f"{name}: not a numeric array (got {type(flat[name]).__name__})")
+            continue
+        value = raw.astype(np.float32)
+        if not np.all(np.isfinite(value)):
+            problems.append(f"{name}: contains NaN or infinite values")
+            continue
         if variable is None:  # constant binary-activation bound: check, don't assign
             if not np.all(value == np.float32(transform)):
                 problems.append(

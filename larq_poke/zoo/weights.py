@@ -61,6 +61,8 @@ class WeightsEntry:
         (``"torch"``, ``"flax_msgpack"``, ``"npz"``; see :mod:`larq_poke.checkpoints`), which is
         converted to Keras weights once by ``family`` and cached.
     family: the zoo family that reads an official checkpoint (``"bnext"``, ``"pokebnn"``).
+    preprocessing: the :mod:`larq_poke.data.preprocessing` preset the weights were trained and
+        evaluated with (``"bnext"``: resize 235, center crop 224, ImageNet mean / std).
     sha256: expected hex digest of the downloaded file, or ``None`` when not pinned yet (then only
         the file's structure is checked by the importer).
     source: who published it (repository, paper).
@@ -75,6 +77,7 @@ class WeightsEntry:
     file_name: str
     format: str
     family: str = ""
+    preprocessing: str = ""
     sha256: Optional[str] = None
     source: str = ""
     license: str = ""
