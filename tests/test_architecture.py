@@ -207,3 +207,15 @@ def test_zoo_model_from_a_checkpoint_loads_no_converter(tmp_path):
         """
     )
     assert loaded == []
+
+
+def test_the_code_passes_ruff():
+    """The lint rules of pyproject.toml's [tool.ruff] section, on the package, tests and benchmarks."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed (it is in the test extra)")
+    result = subprocess.run(
+        [str(ruff), "check", "--output-format", "concise", "larq_poke", "tests", "benchmarks"],
+        cwd=PACKAGE.parent, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
