@@ -33,7 +33,8 @@ ALLOWED = {
     "converters": {"layers", "quantizers", "cost"},
     "bench": {"converters"},
     "data": set(),
-    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data"},
+    "train": {"data", "zoo", "converters", "cost", "layers", "quantizers"},
+    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data", "train"},
 }
 
 

@@ -1,0 +1,139 @@
+"""The recipes' losses and schedules against independent computations and the spec's numbers,
+and the distiller inside ``Model.fit``."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.train import (
+    BNextSchedule,
+    Distiller,
+    PokeBNNSchedule,
+    coupled_l2,
+    diversified_kd_loss,
+    pokebnn_base_lr,
+    soft_target_cross_entropy,
+)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _soft_ce(teacher, student):
+    """Per sample, in float64."""
+    log_p = student - student.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -(_softmax(teacher) * log_p).sum(-1)
+
+
+@pytest.fixture(scope="module")
+def logits():
+    rng = np.random.default_rng(0)
+    return [rng.normal(0, 2, (6, 5)) for _ in range(3)]  # teacher 1, teacher 2, student
+
+
+def test_soft_target_cross_entropy(logits):
+    t, _, s = logits
+    got = soft_target_cross_entropy(tf.constant(t, tf.float32), tf.constant(s, tf.float32))
+    assert float(got) == pytest.approx(_soft_ce(t, s).mean(), rel=1e-5)
+
+
+def test_diversified_kd_weights_the_teacher_the_student_disagrees_with(logits):
+    t1, t2, s = logits
+    per = np.stack([_soft_ce(t1, s), _soft_ce(t2, s)], -1)  # (N, 2)
+    alpha = _softmax(per)
+    expected = (per.mean(0) * alpha.mean(0)).sum() / 2
+    got = diversified_kd_loss([tf.constant(t1, tf.float32), tf.constant(t2, tf.float32)], tf.constant(s, tf.float32))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    # No gradient flows through the weights: d loss / d student equals the alpha-weighted sum.
+    student = tf.Variable(s, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = diversified_kd_loss([tf.constant(t1, tf.float32), tf.constant(t2, tf.float32)], student)
+    grad = tape.gradient(loss, student).numpy()
+    weights = alpha.mean(0) / 2
+    expected_grad = sum(w * (_softmax(s) - _softmax(t)) / len(s) for w, t in zip(weights, (t1, t2)))
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-6)
+
+
+def test_coupled_l2_counts_kernels_only():
+    kernel = tf.Variable(np.arange(6.0).reshape(2, 3), dtype=tf.float32)
+    bias = tf.Variable([10.0, 20.0])
+    assert float(coupled_l2([kernel, bias], 5e-5)) == pytest.approx(0.5 * 5e-5 * 55.0)
+
+
+def test_bnext_schedule_matches_timm_numbers_of_the_official_run():
+    schedule = BNextSchedule(steps_per_epoch=10, epochs=512)
+    lr = lambda epoch: float(schedule(epoch * 10 + 3))  # noqa: E731  (any step inside the epoch)
+    assert lr(0) == pytest.approx(1e-5)
+    assert lr(1) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 5)
+    assert lr(5) == pytest.approx(1e-3)  # warm-up over; cosine position 0
+    assert lr(511) == pytest.approx(4.39e-7, rel=0.01)  # the spec: position 506/512, lr ~ 4.4e-7
+    mid = 1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * 256 / 512))
+    assert lr(261) == pytest.approx(mid, rel=1e-5)
+
+
+def test_bnext_schedule_scales_to_a_short_run():
+    schedule = BNextSchedule(steps_per_epoch=4, epochs=64)  # warm-up 5/512 of 64 = 0.625 epoch
+    assert float(schedule(0)) == pytest.approx(1e-5)
+    assert float(schedule(4)) == pytest.approx(1e-7 + 0.5 * (1e-3 - 1e-7) * (1 + math.cos(math.pi * 0.375 / 64)), rel=1e-5)
+
+
+def test_pokebnn_schedule_reaches_zero_at_750_of_800():
+    base = pokebnn_base_lr(8192)
+    assert base == pytest.approx(6.4e-4)
+    schedule = PokeBNNSchedule(base, total_steps=800)
+    assert float(schedule(0)) == pytest.approx(base)
+    assert float(schedule(375)) == pytest.approx(base / 2)
+    assert float(schedule(750)) == 0.0 and float(schedule(799)) == 0.0
+
+
+def _dense(classes, seed, name):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((8,))
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(classes)(inputs), name=name)
+
+
+def test_distiller_loss_and_frozen_teacher():
+    x = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
+    y = np.zeros(16, np.int64)
+    teacher, student = _dense(4, 1, "teacher"), _dense(4, 2, "student")
+    teacher_weights = [w.copy() for w in teacher.get_weights()]
+    expected = _soft_ce(teacher.predict(x, verbose=0).astype(np.float64), student.predict(x, verbose=0).astype(np.float64)).mean()
+    kernel = student.layers[-1].kernel.numpy()
+    expected += 0.5 * 5e-5 * float((kernel.astype(np.float64) ** 2).sum())
+
+    distiller = Distiller(student, teachers=[teacher], l2=5e-5)
+    distiller.compile(optimizer=tf.keras.optimizers.SGD(0.5))
+    history = distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-5)  # loss before the update
+
+    # The student learns the teacher: the loss falls towards the teacher's own entropy (the
+    # minimum of a soft-target cross-entropy); the KL part shrinks at least fivefold.
+    p = _softmax(teacher.predict(x, verbose=0).astype(np.float64))
+    entropy = float(-(p * np.log(p)).sum(-1).mean())
+    history = distiller.fit(x, y, batch_size=16, epochs=60, verbose=0)
+    assert history.history["loss"][-1] - entropy < 0.2 * (expected - entropy)
+    for a, b in zip(teacher_weights, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_two_teachers_and_labels_only():
+    x = np.random.default_rng(2).normal(size=(32, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    distiller = Distiller(_dense(2, 3, "s"), teachers=[_dense(2, 4, "t1"), _dense(2, 5, "t2")], clip_norm=5.0)
+    distiller.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    assert np.isfinite(distiller.fit(x, y, batch_size=8, epochs=2, verbose=0).history["loss"]).all()
+
+    plain = Distiller(_dense(2, 6, "plain"))
+    plain.compile(optimizer=tf.keras.optimizers.Adam(5e-2))
+    plain.fit(x, y, batch_size=8, epochs=40, verbose=0)
+    assert plain.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] >= 0.9
+
+
+def test_teacher_with_other_classes_is_rejected():
+    with pytest.raises(ValueError, match="predicts 3 classes but the student 'student' predicts 4"):
+        Distiller(_dense(4, 0, "student"), teachers=[_dense(3, 0, "teacher")])
