@@ -7,7 +7,7 @@ larq-poke convert bnext-t -o bnext_t.tflite
 ```
 
 Each subcommand is one module of this package (``summary``, ``weights``, ``bench``,
-``convert``, ``deploy``) with an ``add_subcommand(subparsers)`` function, listed in
+``convert``, ``deploy``, ``eval``) with an ``add_subcommand(subparsers)`` function, listed in
 ``_SUBCOMMAND_MODULES``; :mod:`larq_poke.cli.models` turns a MODEL argument into a Keras model
 for all of them. The library does the work.
 """
@@ -27,6 +27,7 @@ _SUBCOMMAND_MODULES = [
     "larq_poke.cli.bench",
     "larq_poke.cli.convert",
     "larq_poke.cli.deploy",
+    "larq_poke.cli.eval",
 ]
 
 

@@ -73,7 +73,7 @@ def _builder(source, data_dir, manual_dir):
         raise DatasetError(f"{name!r} is neither an image folder nor a TFDS data set ({err}).") from None
     download_config = None
     if manual_dir is not None or name.split("/")[0].split(":")[0] == "imagenet2012":
-        manual = Path(manual_dir or builder.info.data_dir).expanduser()
+        manual = Path(manual_dir or _default_manual_dir(data_dir)).expanduser()
         if name.split("/")[0].split(":")[0] == "imagenet2012":
             missing = [f for f in IMAGENET_MANUAL_FILES if not (manual / f).is_file()]
             prepared = builder.info.splits.total_num_examples if _is_prepared(builder) else 0
@@ -85,6 +85,12 @@ def _builder(source, data_dir, manual_dir):
                 )
         download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual))
     return builder, download_config
+
+
+def _default_manual_dir(data_dir) -> Path:
+    """Where TFDS looks for manual downloads when no folder is given: ``<data dir>/downloads/manual``."""
+    root = data_dir or os.environ.get("TFDS_DATA_DIR") or _tfds().core.constants.DATA_DIR
+    return Path(root).expanduser() / "downloads" / "manual"
 
 
 def _is_prepared(builder) -> bool:

@@ -1,0 +1,86 @@
+"""``larq-poke eval MODEL_OR_FILE --dataset DATASET``: top-1 / top-5 of a model on a data set.
+
+```
+larq-poke eval bnext-t --weights imagenet --dataset imagenet2012 --split validation --data-dir ~/imagenet
+larq-poke eval model.tflite --dataset digits/ --split test --preprocessing plain
+larq-poke eval my_model.h5 --dataset cifar10
+```
+
+MODEL_OR_FILE is a zoo name (with ``--weights``), a saved Keras model, or a ``.tflite`` (run in
+the LCE interpreter). The preprocessing is ``--preprocessing``, else the one the zoo weights were
+trained with (``bnext`` for BNext's ImageNet weights), else ``plain``. The last line is
+``eval: top1=… top5=… n=…``.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="top-1 / top-5 accuracy of a Keras model or .tflite on a data set",
+        description="Evaluate a zoo model, a saved Keras model or an LCE .tflite on a TFDS data set "
+        "or an image folder.",
+    )
+    parser.add_argument("model", metavar="MODEL_OR_FILE", help="zoo name, saved Keras model or .tflite")
+    parser.add_argument("--dataset", required=True, help="TFDS name (imagenet2012, mnist, ...) or image folder")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--weights", default=None, help="weights of a zoo model: 'imagenet' or a file")
+    parser.add_argument("--image-size", type=int, default=None, metavar="N")
+    parser.add_argument("--preprocessing", default=None, help="pokebnn, bnext or plain")
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--data-dir", default=None,
+                        help="TFDS data folder; for imagenet2012 also where the manual download is looked for")
+    parser.add_argument("--manual-dir", default=None, help="folder with the ImageNet tar files")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON before the last line")
+    parser.set_defaults(func=run)
+
+
+def _preprocessing(args) -> str:
+    if args.preprocessing:
+        return args.preprocessing
+    if args.weights == "imagenet":
+        from larq_poke.zoo import weights
+
+        try:
+            entry = weights.get(args.model.lower(), "imagenet")
+        except KeyError:
+            return "plain"
+        return entry.preprocessing or "plain"
+    return "plain"
+
+
+def _manual_dir(args):
+    """ImageNet's tar files: --manual-dir, else the --data-dir the user pointed at them."""
+    if args.manual_dir or not str(args.dataset).startswith("imagenet2012"):
+        return args.manual_dir
+    return args.data_dir
+
+
+def run(args) -> int:
+    from larq_poke.data import dataset_info, load_dataset
+    from larq_poke.train.evaluate import TFLiteClassifier, evaluate
+
+    prep = _preprocessing(args)
+    if args.model.endswith(".tflite"):
+        model = TFLiteClassifier(args.model)
+        size = args.image_size or int(model.input_shape[1])
+    else:
+        from larq_poke.cli.models import load_model
+
+        classes = None
+        if args.weights != "imagenet" and not args.model.endswith((".h5", ".keras")):
+            classes = dataset_info(args.dataset, data_dir=args.data_dir, manual_dir=_manual_dir(args)).num_classes
+        model = load_model(args.model, weights=args.weights, input_size=args.image_size, num_classes=classes)
+        size = args.image_size or model.inputs[0].shape[1]
+        if size is None:
+            raise ValueError("the model takes any input size; give --image-size.")
+    data = load_dataset(args.dataset, args.split, preprocessing=prep, image_size=int(size),
+                        batch_size=args.batch_size, data_dir=args.data_dir, manual_dir=_manual_dir(args))
+    metrics = evaluate(model, data)
+    if args.json:
+        print(json.dumps({**metrics, "preprocessing": prep, "image_size": int(size)}))
+    print(f"eval: top1={metrics['top1']:.4f} top5={metrics['top5']:.4f} n={metrics['n']}")
+    return 0

@@ -1,0 +1,77 @@
+"""``larq-poke eval`` and :func:`larq_poke.train.evaluate.evaluate` against accuracies computed
+independently from the image files."""
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.cli import main
+from larq_poke.train.evaluate import evaluate
+
+CLASSES = ("ant", "bee", "cat")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("three")
+    rng = np.random.default_rng(5)
+    for label in CLASSES:
+        (root / "test" / label).mkdir(parents=True)
+        for i in range(7):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            (root / "test" / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    tf.keras.utils.set_random_seed(7)
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(32, 3, strides=2)(inputs)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(len(CLASSES))(x), name="tiny")
+
+
+def expected_accuracy(model, folder):
+    """From the PNG files: 'plain' preprocessing of a 16x16 image at size 16 is the normalisation."""
+    images, labels = [], []
+    for index, label in enumerate(CLASSES):  # ImageFolder numbers the classes alphabetically
+        for path in sorted((folder / "test" / label).iterdir()):
+            pixels = tf.io.decode_png(path.read_bytes()).numpy().astype(np.float32) / 255.0
+            images.append((pixels - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]))
+            labels.append(index)
+    logits = model.predict(np.asarray(images, np.float32), verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == np.asarray(labels))), len(labels)
+
+
+def test_keras_model_accuracy_matches_the_files(model, folder):
+    from larq_poke.data import load_dataset
+
+    top1, n = expected_accuracy(model, folder)
+    metrics = evaluate(model, load_dataset(folder, "test", image_size=16, batch_size=4))
+    assert metrics["n"] == n == 21
+    assert metrics["top1"] == pytest.approx(top1)
+    assert metrics["top5"] == 1.0  # three classes
+
+
+def test_cli_on_a_saved_model_and_its_tflite(model, folder, tmp_path, capsys):
+    from larq_poke.converters import convert
+
+    top1, n = expected_accuracy(model, folder)
+    saved = tmp_path / "tiny.keras"
+    model.save(saved)
+    assert main(["eval", str(saved), "--dataset", str(folder), "--split", "test"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"eval: top1={top1:.4f} top5=1.0000 n={n}"
+
+    tflite = tmp_path / "tiny.tflite"
+    convert(model, verify=False).save(tflite)
+    assert main(["eval", str(tflite), "--dataset", str(folder), "--split", "test", "--batch-size", "5"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"eval: top1={top1:.4f} top5=1.0000 n={n}"
+
+
+def test_cli_errors_are_named(folder, capsys):
+    assert main(["eval", "bnext-t", "--dataset", str(folder), "--split", "validation", "--image-size", "32"]) == 2
+    assert "no split 'validation'" in capsys.readouterr().err
