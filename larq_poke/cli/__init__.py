@@ -7,7 +7,7 @@ larq-poke convert bnext-t -o bnext_t.tflite
 ```
 
 Each subcommand is one module of this package (``summary``, ``weights``, ``bench``,
-``convert``, ``deploy``, ``eval``) with an ``add_subcommand(subparsers)`` function, listed in
+``convert``, ``deploy``, ``eval``, ``train``) with an ``add_subcommand(subparsers)`` function, listed in
 ``_SUBCOMMAND_MODULES``; :mod:`larq_poke.cli.models` turns a MODEL argument into a Keras model
 for all of them. The library does the work.
 """
@@ -28,6 +28,7 @@ _SUBCOMMAND_MODULES = [
     "larq_poke.cli.convert",
     "larq_poke.cli.deploy",
     "larq_poke.cli.eval",
+    "larq_poke.cli.train",
 ]
 
 

@@ -8,7 +8,8 @@ larq-poke eval my_model.h5 --dataset cifar10
 
 MODEL_OR_FILE is a zoo name (with ``--weights``), a saved Keras model, or a ``.tflite`` (run in
 the LCE interpreter). The preprocessing is ``--preprocessing``, else the one the zoo weights were
-trained with (``bnext`` for BNext's ImageNet weights), else ``plain``. The last line is
+trained with (``bnext`` for BNext's ImageNet weights), for a ``.tflite`` written by
+``larq-poke train`` the one stored in its metadata, else ``plain``. The last line is
 ``eval: top1=… top5=… n=…``.
 """
 
@@ -52,6 +53,16 @@ def _preprocessing(args) -> str:
     return "plain"
 
 
+def _trained_preprocessing(path):
+    """The preprocessing ``larq-poke train`` stored in the flatbuffer's metadata, if any."""
+    from larq_poke.converters.metadata import PREPROCESSING_KEY, read_metadata
+    from larq_poke.data import Preprocessing
+
+    with open(path, "rb") as f:
+        data = read_metadata(f.read(), PREPROCESSING_KEY)
+    return Preprocessing.from_dict(json.loads(data)) if data else None
+
+
 def _manual_dir(args):
     """ImageNet's tar files: --manual-dir, else the --data-dir the user pointed at them."""
     if args.manual_dir or not str(args.dataset).startswith("imagenet2012"):
@@ -67,6 +78,8 @@ def run(args) -> int:
     if args.model.endswith(".tflite"):
         model = TFLiteClassifier(args.model)
         size = args.image_size or int(model.input_shape[1])
+        if not args.preprocessing:
+            prep = _trained_preprocessing(args.model) or prep
     else:
         from larq_poke.cli.models import load_model
 
@@ -81,6 +94,7 @@ def run(args) -> int:
                         batch_size=args.batch_size, data_dir=args.data_dir, manual_dir=_manual_dir(args))
     metrics = evaluate(model, data)
     if args.json:
-        print(json.dumps({**metrics, "preprocessing": prep, "image_size": int(size)}))
+        name = prep if isinstance(prep, str) else prep.to_dict()
+        print(json.dumps({**metrics, "preprocessing": name, "image_size": int(size)}))
     print(f"eval: top1={metrics['top1']:.4f} top5={metrics['top5']:.4f} n={metrics['n']}")
     return 0

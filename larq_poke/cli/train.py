@@ -1,0 +1,62 @@
+"""``larq-poke train RECIPE``: train a model with a recipe (see :mod:`larq_poke.train.run`).
+
+```
+larq-poke train plain --model teacher.keras --dataset digits/ --image-size 32 --output runs/teacher
+larq-poke train pokebnn --model pokebnn-0.5x --dataset digits/ --image-size 32 \\
+    --teacher runs/teacher/model.keras --epochs 4 --output runs/pokebnn --deterministic
+larq-poke train pokebnn ... --output runs/pokebnn --resume       # continue where it stopped
+```
+"""
+
+from __future__ import annotations
+
+import json
+
+from larq_poke.train.run import RECIPES
+
+
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model with the PokeBNN, BNext or plain recipe",
+        description="Train with Model.fit: a recipe's loss, optimizer and schedule, teachers for "
+        "distillation, checkpoints every N steps and exact --resume.",
+    )
+    parser.add_argument("recipe", choices=RECIPES)
+    parser.add_argument("--model", required=True, help="zoo name, keras.applications name or Keras model file")
+    parser.add_argument("--dataset", required=True, help="TFDS name or image folder")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--image-size", type=int, default=None, metavar="N")
+    parser.add_argument("--teacher", action="append", default=[], metavar="NAME_OR_FILE",
+                        help="a teacher (repeat for BNext's two-teacher scheme)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="base / peak learning rate (default: the recipe's)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
+    parser.add_argument("--output", required=True, metavar="DIR")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multi-worker", "tpu"))
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from larq_poke.train.run import TrainConfig, train
+
+    config = TrainConfig(
+        recipe=args.recipe, model=args.model, dataset=args.dataset, output=args.output,
+        teachers=list(args.teacher), data_dir=args.data_dir, image_size=args.image_size,
+        epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        lr=args.lr, checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
+        deterministic=args.deterministic, distribute=args.distribute,
+    )
+    metrics = train(config)
+    print(json.dumps(metrics.get("keras", {})))
+    keras = metrics.get("keras")
+    if keras:
+        print(f"train: steps={metrics['steps']} top1={keras['top1']:.4f} top5={keras['top5']:.4f} n={keras['n']}")
+    else:
+        print(f"train: steps={metrics['steps']}")
+    return 0

@@ -1,0 +1,283 @@
+"""One training run of a recipe, as ``larq-poke train`` runs it: data, model, teachers, optimizer,
+``Model.fit`` with checkpoints every N steps, exact resume, and the final weights and metrics.
+
+```python
+from larq_poke.train.run import TrainConfig, train
+metrics = train(TrainConfig(recipe="pokebnn", model="pokebnn-0.5x", dataset="digits/",
+                            teachers=["teacher/model.keras"], epochs=4, batch_size=64,
+                            image_size=32, output="runs/pokebnn"))
+```
+
+``output`` holds ``checkpoints/`` (a ``tf.train.CheckpointManager`` of the student, the
+optimizer and the step, written every ``checkpoint_every`` steps and at the end), ``logs/``
+(TensorBoard), ``run.json`` (the configuration), ``weights.h5``, ``model.keras`` and
+``metrics.json``. ``resume=True`` restores the last checkpoint and continues at the same step with
+the same optimizer state, schedule position and data order (the data stream of a deterministic
+run is a pure function of the seed and the step), so a run killed at any point and resumed ends
+with the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import List, Optional
+
+__all__ = ["TrainConfig", "TrainError", "train", "RECIPES"]
+
+RECIPES = ("plain", "pokebnn", "bnext")
+
+
+class TrainError(ValueError):
+    """A run cannot start: bad arguments, or an output folder that holds another run."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    recipe: str
+    model: str
+    dataset: str
+    output: str
+    teachers: List[str] = dataclasses.field(default_factory=list)
+    data_dir: Optional[str] = None
+    image_size: Optional[int] = None
+    epochs: int = 1
+    steps_per_epoch: Optional[int] = None
+    batch_size: int = 64
+    lr: Optional[float] = None
+    checkpoint_every: int = 100
+    resume: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    distribute: str = "auto"
+
+    def identity(self) -> dict:
+        """What must match for ``resume``: the same run, not just the same folder."""
+        keys = ("recipe", "model", "dataset", "teachers", "image_size", "epochs", "steps_per_epoch",
+                "batch_size", "lr", "seed", "deterministic")
+        return {k: getattr(self, k) for k in keys}
+
+
+def _check_output(config: TrainConfig) -> Path:
+    out = Path(config.output)
+    record = out / "run.json"
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if not config.resume:
+            raise TrainError(
+                f"{out} already holds a run ({previous.get('recipe')} {previous.get('model')}); "
+                "pass --resume to continue it or choose another --output. Nothing was overwritten."
+            )
+        if previous != config.identity():
+            diff = {k: (previous.get(k), v) for k, v in config.identity().items() if previous.get(k) != v}
+            raise TrainError(f"--resume from {out}: the checkpoint is of another run (differs in {diff}).")
+    elif config.resume:
+        raise TrainError(f"--resume: {out} holds no run to continue.")
+    elif out.exists() and any(out.iterdir()):
+        raise TrainError(f"{out} is not empty and holds no run; choose another --output. Nothing was overwritten.")
+    return out
+
+
+def _strategy(name: str):
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainError("--distribute multi-worker needs TF_CONFIG (the cluster and this worker's task).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if name == "auto":
+        return tf.distribute.get_strategy()
+    raise TrainError(f"unknown --distribute {name!r}; use auto, none, mirrored, multi-worker or tpu.")
+
+
+def _build(name: str, num_classes: int, image_size: int):
+    """A zoo name, a keras.applications name, or a saved Keras model file."""
+    import tensorflow as tf
+
+    if os.path.exists(name):
+        import larq_poke.layers  # noqa: F401  (custom objects)
+        import larq_poke.zoo  # noqa: F401
+
+        return tf.keras.models.load_model(name, compile=False)
+    from larq_poke.zoo import list_models
+
+    if name.lower() in list_models():
+        from larq_poke.zoo import build
+
+        return build(name, num_classes=num_classes, input_shape=(image_size, image_size, 3))
+    if hasattr(tf.keras.applications, name):
+        return getattr(tf.keras.applications, name)(
+            weights=None, classes=num_classes, input_shape=(image_size, image_size, 3), classifier_activation=None
+        )
+    raise TrainError(f"{name!r} is neither a file, a zoo model nor a keras.applications model.")
+
+
+def _optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int):
+    import tensorflow as tf
+
+    from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
+
+    if config.recipe == "pokebnn":
+        base = config.lr or pokebnn_base_lr(config.batch_size)
+        return tf.keras.optimizers.Adam(PokeBNNSchedule(base, total_steps), beta_1=0.9, beta_2=0.99, epsilon=1e-8), dict(l2=5e-5)
+    if config.recipe == "bnext":
+        schedule = BNextSchedule(steps_per_epoch, config.epochs, peak_lr=config.lr or 1e-3)
+        optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=1e-3)
+        return optimizer, dict(clip_norm=5.0, bnext_decay=True)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
+    return tf.keras.optimizers.Adam(schedule), {}
+
+
+def _epoch_batches(config: TrainConfig, prep, image_size: int, epoch: int):
+    from larq_poke.data import load_dataset
+
+    return load_dataset(config.dataset, "train", preprocessing=prep, image_size=image_size, training=True,
+                        batch_size=config.batch_size, data_dir=config.data_dir,
+                        deterministic=config.deterministic, seed=config.seed * 100_003 + epoch)
+
+
+def _stream(config: TrainConfig, prep, image_size: int, per_epoch: int, from_step: int):
+    """Training batches from step ``from_step`` on, as a pure function of (seed, step): epoch e is
+    the split shuffled and augmented with seed (seed, e), cut to ``per_epoch`` batches."""
+    start_epoch, skip = divmod(from_step, per_epoch)
+    streams = [_epoch_batches(config, prep, image_size, e).take(per_epoch) for e in range(start_epoch, config.epochs)]
+    stream = streams[0].skip(skip)
+    for more in streams[1:]:
+        stream = stream.concatenate(more)
+    return stream
+
+
+def train(config: TrainConfig) -> dict:
+    """Run (or resume) ``config``; returns the final metrics (also in ``metrics.json``)."""
+    import tensorflow as tf
+
+    from larq_poke.data import dataset_info, load_dataset, preprocessing
+    from larq_poke.train.distill import Distiller
+    from larq_poke.train.evaluate import evaluate
+
+    if config.recipe not in RECIPES:
+        raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
+    out = _check_output(config)
+    info = dataset_info(config.dataset, data_dir=config.data_dir)
+    eval_split = next((s for s in ("test", "validation") if s in info.splits), None)
+    prep = preprocessing.get(config.recipe)
+    if prep.randaugment:
+        print(f"larq-poke train: RandAugment {prep.randaugment} is not available yet; training without it.")
+        prep = dataclasses.replace(prep, randaugment=None)
+    if config.deterministic:
+        tf.keras.utils.set_random_seed(config.seed)
+        tf.config.experimental.enable_op_determinism()
+
+    strategy = _strategy(config.distribute)
+    with strategy.scope():
+        student = _build(config.model, info.num_classes, config.image_size or 224)
+        image_size = config.image_size or int(student.inputs[0].shape[1])
+        prep = prep.with_size(image_size)
+        teachers = [_build(t, info.num_classes, image_size) for t in config.teachers]
+        per_epoch = int(_epoch_batches(config, prep, image_size, 0).cardinality().numpy())
+        if config.steps_per_epoch:
+            per_epoch = min(per_epoch, config.steps_per_epoch) if per_epoch > 0 else config.steps_per_epoch
+        if per_epoch < 1:
+            raise TrainError(f"{config.dataset}: the train split has fewer than one batch of {config.batch_size}.")
+        steps_per_epoch = per_epoch
+        total_steps = steps_per_epoch * config.epochs
+        optimizer, options = _optimizer(config, total_steps, steps_per_epoch)
+        if options.pop("bnext_decay", False):
+            # BNext's two groups: 4-D weights (convs) decay 1e-8 (~none), the rest 1e-3.
+            optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
+        distiller = Distiller(student, teachers, **options)
+        distiller.compile(optimizer=optimizer)
+        distiller.optimizer.build(student.trainable_variables)
+
+    checkpoint = tf.train.Checkpoint(student=student, optimizer=distiller.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(out / "checkpoints"), max_to_keep=2)
+    start_step = 0
+    if config.resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        start_step = int(distiller.optimizer.iterations.numpy())
+    (out / "run.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
+
+    stopper = _CheckpointEvery(manager, config.checkpoint_every)
+    callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs"))]
+    step = start_step
+    while step < total_steps and not distiller.stop_training:
+        # One fit per stretch up to the next epoch boundary: Keras counts epochs, the stream steps.
+        epoch = step // per_epoch
+        stretch = per_epoch - step % per_epoch
+        last = config.epochs if step % per_epoch == 0 else epoch + 1
+        distiller.fit(_stream(config, prep, image_size, per_epoch, step), initial_epoch=epoch, epochs=last,
+                      steps_per_epoch=stretch if last == epoch + 1 else per_epoch, callbacks=callbacks,
+                      verbose="auto")
+        step = int(distiller.optimizer.iterations.numpy())
+        if stopper.nan_at is not None:
+            raise TrainError(
+                f"the loss became NaN at step {stopper.nan_at}; training stopped. The last good checkpoint "
+                f"is {manager.latest_checkpoint} (lower --lr and --resume)."
+            )
+    manager.save(checkpoint_number=int(distiller.optimizer.iterations.numpy()))
+    student.save_weights(str(out / "weights.h5"))
+    student.save(str(out / "model.keras"))
+
+    metrics = {"steps": int(distiller.optimizer.iterations.numpy()), "preprocessing": prep.to_dict()}
+    tflite = _convert(student, prep, out, metrics)
+    if eval_split:
+        test = load_dataset(config.dataset, eval_split, preprocessing=prep, image_size=image_size,
+                            batch_size=config.batch_size, data_dir=config.data_dir)
+        metrics["keras"] = evaluate(student, test)
+        if tflite is not None:
+            metrics["tflite"] = evaluate(str(tflite), test)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _convert(student, prep, out: Path, metrics: dict) -> Optional[Path]:
+    """``model.tflite`` (the preprocessing in its metadata) and ``report.json``; float models,
+    which LCE has nothing to do for, get a note instead."""
+    from larq_poke.converters import convert
+    from larq_poke.converters.binary_layers import find_binary_layers
+    from larq_poke.converters.metadata import PREPROCESSING_KEY, add_metadata
+
+    if not find_binary_layers(student):
+        metrics["tflite_note"] = "a float model: no LCE conversion (use tf.lite.TFLiteConverter)"
+        return None
+    result = convert(student, verify=False)
+    flatbuffer = add_metadata(result.flatbuffer, PREPROCESSING_KEY, json.dumps(prep.to_dict()).encode())
+    path = out / "model.tflite"
+    path.write_bytes(flatbuffer)
+    (out / "report.json").write_text(result.report.to_json())
+    return path
+
+
+class _CheckpointEvery:
+    """Saves the checkpoint every ``every`` steps (by the optimizer's step count), never a NaN state."""
+
+    def __new__(cls, manager, every):
+        import tensorflow as tf
+
+        class Callback(tf.keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                step = int(self.model.optimizer.iterations.numpy())
+                loss = (logs or {}).get("loss")
+                if loss is not None and not math.isfinite(float(loss)):
+                    callback.nan_at = step
+                    self.model.stop_training = True
+                    return
+                if every and step % every == 0:
+                    manager.save(checkpoint_number=step)
+
+        callback = Callback()
+        callback.nan_at = None
+        return callback

@@ -1,0 +1,120 @@
+"""``larq-poke train``: a run killed with SIGKILL and resumed ends with the weights of an
+uninterrupted run; output folders of other runs are refused before training starts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.train.run import TrainConfig, TrainError, train
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(8)
+    for split, count in (("train", 12), ("test", 4)):
+        for label, colour in (("blue", (20, 40, 220)), ("red", (220, 40, 20))):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+                (root / split / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+def _model_file(path, seed):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((16, 16, 3))
+    x = tf.keras.layers.Conv2D(32, 3, strides=2)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip")(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    tf.keras.Model(inputs, tf.keras.layers.Dense(2)(x)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return _model_file(root / "student.keras", 1), _model_file(root / "teacher.keras", 2)
+
+
+def _command(folder, models, output, *extra):
+    student, teacher = models
+    return [sys.executable, "-m", "larq_poke.cli", "train", "pokebnn", "--model", student,
+            "--teacher", teacher, "--dataset", str(folder), "--image-size", "16", "--batch-size", "4",
+            "--epochs", "30", "--lr", "1e-3", "--checkpoint-every", "2", "--deterministic",
+            "--seed", "4", "--output", str(output), *extra]
+
+
+def _weights(path):
+    with h5py.File(path, "r") as f:
+        arrays = {}
+        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+def test_sigkill_and_resume_ends_with_the_uninterrupted_weights(folder, models, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    whole = subprocess.run(_command(folder, models, tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert whole.stdout.strip().splitlines()[-1].startswith("train: steps=180 ")
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_command(folder, models, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = killed / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while not marker.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run(_command(folder, models, killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines()[-1] == whole.stdout.strip().splitlines()[-1]
+    expected, actual = _weights(tmp_path / "whole" / "weights.h5"), _weights(killed / "weights.h5")
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+    metrics = json.loads((killed / "metrics.json").read_text())
+    assert metrics["steps"] == 180 and metrics["keras"]["n"] == 8
+    assert abs(metrics["tflite"]["top1"] - metrics["keras"]["top1"]) <= 0.005
+    assert json.loads((killed / "report.json").read_text())["op_counts"]["LceBconv2d"] == 1
+
+    # The .tflite carries its preprocessing: eval needs no flag to score it as training did.
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "larq_poke.cli", "eval", str(killed / "model.tflite"), "--dataset", str(folder)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    tflite = metrics["tflite"]
+    assert evaluated.stdout.strip().splitlines()[-1] == f"eval: top1={tflite['top1']:.4f} top5={tflite['top5']:.4f} n=8"
+
+
+def test_another_run_in_the_output_folder_is_refused(folder, models, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"recipe": "bnext", "model": "bnext-t"}))
+    config = TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(out), image_size=16)
+    with pytest.raises(TrainError, match="already holds a run .*--resume"):
+        train(config)
+    config.resume = True
+    with pytest.raises(TrainError, match="checkpoint is of another run"):
+        train(config)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(TrainError, match="not empty"):
+        train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "busy")))
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    with pytest.raises(TrainError, match="unknown recipe"):
+        train(TrainConfig(recipe="resnet", model=models[0], dataset=str(folder), output=str(tmp_path / "x")))
