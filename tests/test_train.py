@@ -137,3 +137,112 @@ def test_two_teachers_and_labels_only():
 def test_teacher_with_other_classes_is_rejected():
     with pytest.raises(ValueError, match="predicts 3 classes but the student 'student' predicts 4"):
         Distiller(_dense(4, 0, "student"), teachers=[_dense(3, 0, "teacher")])
+
+
+def test_two_replicas_train_like_one_device():
+    """MirroredStrategy over two logical CPUs: each replica's batch-mean loss is scaled by 1/2, so
+    the summed gradients equal the single-device gradient (a model without batch norm)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import larq_poke
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from larq_poke.train import Distiller
+
+        def dense(classes, seed):
+            tf.keras.utils.set_random_seed(seed)
+            inputs = tf.keras.Input((8,))
+            return tf.keras.Model(inputs, tf.keras.layers.Dense(classes)(inputs))
+
+        x = np.random.default_rng(3).normal(size=(64, 8)).astype(np.float32)
+        y = np.zeros(64, np.int64)
+        result = {}
+        for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                               ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+            with strategy.scope():
+                distiller = Distiller(dense(3, 1), teachers=[dense(3, 2)], l2=1e-3)
+                distiller.compile(optimizer=tf.keras.optimizers.SGD(0.3))
+            data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+            distiller.fit(data, epochs=3, verbose=0)
+            result[name] = {"replicas": strategy.num_replicas_in_sync,
+                            "weights": [w.tolist() for w in distiller.student.get_weights()]}
+        print(json.dumps(result))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["two"]["replicas"] == 2
+    for one, two in zip(result["one"]["weights"], result["two"]["weights"]):
+        np.testing.assert_allclose(np.array(two), np.array(one), atol=1e-5)
+
+
+_WORKER = """
+import json, os, sys
+import larq_poke
+import numpy as np
+import tensorflow as tf
+from larq_poke.train import Distiller
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy() if os.environ.get("TF_CONFIG") else tf.distribute.get_strategy()
+
+def dense(classes, seed):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((8,))
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(classes)(inputs))
+
+x = np.random.default_rng(3).normal(size=(64, 8)).astype(np.float32)
+y = np.zeros(64, np.int64)
+with strategy.scope():
+    distiller = Distiller(dense(3, 1), teachers=[dense(3, 2)], l2=1e-3)
+    distiller.compile(optimizer=tf.keras.optimizers.SGD(0.3))
+options = tf.data.Options()
+options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(options)
+distiller.fit(data, epochs=3, verbose=0)
+print(json.dumps([w.tolist() for w in distiller.student.get_weights()]))
+"""
+
+
+def test_two_worker_processes_train_together():
+    """MultiWorkerMirroredStrategy, two processes on 127.0.0.1 (TF_CONFIG): both end with the
+    same weights, those of one process training on the whole global batch."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen([sys.executable, "-c", _WORKER], env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    single = subprocess.run([sys.executable, "-c", _WORKER], capture_output=True, text=True, timeout=600,
+                            env={k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
+    assert single.returncode == 0, single.stderr[-3000:]
+    reference = json.loads(single.stdout.strip().splitlines()[-1])
+    for a, b, ref in zip(outputs[0], outputs[1], reference):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+        np.testing.assert_allclose(np.array(a), np.array(ref), atol=1e-5)

@@ -89,8 +89,10 @@ class Distiller(tf.keras.Model):
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
             loss = self._loss(x, y, logits)
+            # The optimizer sums gradients over replicas: each replica's batch mean counts 1/R.
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.student.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(scaled, variables)
         if self.clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm)
         self.optimizer.apply_gradients(zip(gradients, variables))

@@ -81,13 +81,39 @@ def _check_output(config: TrainConfig) -> Path:
     return out
 
 
+def _local_devices():
+    """The GPUs, else the (logical) CPUs, of this machine."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+def _task():
+    """(type, index) of this process in ``TF_CONFIG``, or (None, 0)."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    return task.get("type"), int(task.get("index", 0))
+
+
+def _is_chief(config: TrainConfig) -> bool:
+    """The chief writes the run's files: the "chief" task, else worker 0 (TF's convention)."""
+    if config.distribute != "multi-worker":
+        return True
+    kind, index = _task()
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
 def _strategy(name: str):
+    """``auto``: MirroredStrategy over this machine's devices when it has several, else none;
+    ``mirrored``: always; ``multi-worker``: from ``TF_CONFIG``; ``tpu``: TPUStrategy."""
     import tensorflow as tf
 
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored" or (name == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
-        return tf.distribute.MirroredStrategy()
+    devices = _local_devices()
+    if name == "mirrored" or (name == "auto" and len(devices) > 1):
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
             raise TrainError("--distribute multi-worker needs TF_CONFIG (the cluster and this worker's task).")
@@ -156,7 +182,11 @@ def _stream(config: TrainConfig, prep, image_size: int, per_epoch: int, from_ste
     stream = streams[0].skip(skip)
     for more in streams[1:]:
         stream = stream.concatenate(more)
-    return stream
+    import tensorflow as tf
+
+    options = tf.data.Options()  # workers of a multi-worker run each take every n-th batch element
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return stream.with_options(options)
 
 
 def train(config: TrainConfig) -> dict:
@@ -169,7 +199,8 @@ def train(config: TrainConfig) -> dict:
 
     if config.recipe not in RECIPES:
         raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
-    out = _check_output(config)
+    chief = _is_chief(config)
+    out = _check_output(config) if chief else Path(config.output)
     info = dataset_info(config.dataset, data_dir=config.data_dir)
     eval_split = next((s for s in ("test", "validation") if s in info.splits), None)
     prep = preprocessing.get(config.recipe)
@@ -201,14 +232,17 @@ def train(config: TrainConfig) -> dict:
         distiller.compile(optimizer=optimizer)
         distiller.optimizer.build(student.trainable_variables)
 
+    # Every worker of a multi-worker run saves (a collective operation); only the chief's files count.
+    checkpoints = out / "checkpoints" if chief else out / f"worker-{_task()[1]}" / "checkpoints"
     checkpoint = tf.train.Checkpoint(student=student, optimizer=distiller.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(out / "checkpoints"), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoints), max_to_keep=2)
     start_step = 0
     if config.resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         start_step = int(distiller.optimizer.iterations.numpy())
-    (out / "run.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
+    if chief:
+        (out / "run.json").parent.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
 
     stopper = _CheckpointEvery(manager, config.checkpoint_every)
     callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs"))]
@@ -228,6 +262,8 @@ def train(config: TrainConfig) -> dict:
                 f"is {manager.latest_checkpoint} (lower --lr and --resume)."
             )
     manager.save(checkpoint_number=int(distiller.optimizer.iterations.numpy()))
+    if not chief:
+        return {"steps": int(distiller.optimizer.iterations.numpy())}
     student.save_weights(str(out / "weights.h5"))
     student.save(str(out / "model.keras"))
 
