@@ -151,12 +151,17 @@ class PokeBinaryWeight(_PokeQuantizer):
     """
 
     precision = 1
+    #: False passes the latent weights through (the official run quantizes weights from epoch
+    #: 50 of 800; see :class:`larq_poke.train.switches.PokeBNNSwitches`). Not serialized.
+    active = True
 
     def __init__(self, channel_axes: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.channel_axes = int(channel_axes)
 
     def call(self, inputs):
+        if not self.active:
+            return inputs
         return _binary_fake_quant(inputs, _per_output_channel_max(inputs, self.channel_axes))
 
     def get_config(self):
@@ -188,7 +193,12 @@ class SignedWeightQuantizer(_PokeQuantizer):
         self.precision = self.bits
         self.channel_axes = int(channel_axes)
 
+    #: As :attr:`PokeBinaryWeight.active`.
+    active = True
+
     def call(self, inputs):
+        if not self.active:
+            return inputs
         bound = _per_output_channel_max(inputs, self.channel_axes)
         return _signed_fake_quant(inputs, bound, self.bits)
 

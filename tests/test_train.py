@@ -246,3 +246,46 @@ def test_two_worker_processes_train_together():
     for a, b, ref in zip(outputs[0], outputs[1], reference):
         np.testing.assert_array_equal(np.array(a), np.array(b))
         np.testing.assert_allclose(np.array(a), np.array(ref), atol=1e-5)
+
+
+def test_pokebnn_switches_quantize_weights_and_calibrate_bounds_on_schedule():
+    from larq_poke.layers import poke_conv, poke_init
+    from larq_poke.quantizers import PokeBinaryWeight, SignedActivationQuantizer, SignedWeightQuantizer
+    from larq_poke.train.switches import PokeBNNSwitches
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((16, 16, 3))
+    x = poke_init(inputs, filters=64, groups=32, name="init")
+    x = poke_conv(x, 16, 3, name="c1")
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    import larq as lq
+
+    x = lq.layers.QuantDense(3, input_quantizer=SignedActivationQuantizer(8), kernel_quantizer=SignedWeightQuantizer(8))(x)
+    student = tf.keras.Model(inputs, x)
+    images = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(0, 3, 32)
+
+    binary = student.get_layer("c1.conv").kernel_quantizer
+    stem_bounds = student.get_layer("init.conv").input_quantizer.bounds
+    seen = []
+
+    class Probe(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            seen.append((step, binary.active, float(np.min(stem_bounds.numpy())), id(self.model.train_function)))
+
+    switches = PokeBNNSwitches(student, total_steps=16, calibration_images=images[:8],
+                               weight_fraction=0.25, calibration_fraction=0.5)
+    # stem conv and grouped conv, the binary conv, SE fc1 and fc2, the head
+    assert isinstance(binary, PokeBinaryWeight) and len(switches.quantizers) == 6
+    distiller = Distiller(student)
+    distiller.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    distiller.fit(images, labels, batch_size=2, epochs=1, callbacks=[switches, Probe()], verbose=0)
+
+    by_step = {step: (active, bound, fn) for step, active, bound, fn in seen}
+    assert [by_step[s][0] for s in (1, 2, 3)] == [False, False, False]
+    assert all(by_step[s][0] for s in range(4, 17))
+    assert by_step[3][1] == -1.0 and by_step[7][1] == -1.0  # bounds: the pass-through sentinel
+    assert by_step[8][1] > 0 and by_step[16][1] == by_step[8][1]  # calibrated once, at step 8
+    assert by_step[3][2] != by_step[4][2]  # the training step was traced again at the switch
+    assert binary.active  # a finished run is always quantized

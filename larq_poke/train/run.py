@@ -246,6 +246,13 @@ def train(config: TrainConfig) -> dict:
 
     stopper = _CheckpointEvery(manager, config.checkpoint_every)
     callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs"))]
+    if config.recipe == "pokebnn":
+        from larq_poke.train.switches import PokeBNNSwitches
+
+        switches = PokeBNNSwitches(student, total_steps)
+        if switches.quantizers:  # a PokeBNN student (other students have no switches)
+            switches.calibration_images = next(iter(_epoch_batches(config, prep, image_size, 0)))[0].numpy()
+            callbacks.insert(0, switches)
     step = start_step
     while step < total_steps and not distiller.stop_training:
         # One fit per stretch up to the next epoch boundary: Keras counts epochs, the stream steps.
