@@ -84,6 +84,9 @@ class Distiller(tf.keras.Model):
             loss = loss + coupled_l2(self.student.trainable_variables, self.l2)
         return loss
 
+    # The steps are plain TensorFlow (no data-dependent Python control flow), so AutoGraph has
+    # nothing to convert; without this it tries Larq's quantized-variable code and warns.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
@@ -100,6 +103,7 @@ class Distiller(tf.keras.Model):
         self.accuracy.update_state(y, logits)
         return {m.name: m.result() for m in self.metrics}
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         x, y = data[0], data[1]
         logits = self.student(x, training=False)
