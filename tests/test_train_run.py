@@ -118,3 +118,21 @@ def test_another_run_in_the_output_folder_is_refused(folder, models, tmp_path):
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     with pytest.raises(TrainError, match="unknown recipe"):
         train(TrainConfig(recipe="resnet", model=models[0], dataset=str(folder), output=str(tmp_path / "x")))
+
+
+def test_bad_teacher_and_image_size_stop_before_training(folder, models, tmp_path):
+    three = _model_file(tmp_path / "three.keras", 3)
+    model = tf.keras.models.load_model(three)
+    outputs = tf.keras.layers.Dense(3)(model.layers[-2].output)
+    tf.keras.Model(model.inputs, outputs).save(three)
+    out = tmp_path / "run"
+    config = TrainConfig(recipe="pokebnn", model=models[0], teachers=[three], dataset=str(folder),
+                         output=str(out), image_size=16)
+    with pytest.raises(ValueError, match="predicts 3 classes but the student .* predicts 2"):
+        train(config)
+    assert not (out / "run.json").exists() and not (out / "checkpoints").exists()
+
+    config = TrainConfig(recipe="plain", model="pokebnn-0.5x", dataset=str(folder), output=str(out), image_size=16)
+    with pytest.raises(ValueError, match="too small"):
+        train(config)
+    assert not (out / "run.json").exists()

@@ -23,7 +23,18 @@ import tensorflow as tf
 
 from larq_poke.train.losses import coupled_l2, diversified_kd_loss, soft_target_cross_entropy
 
-__all__ = ["Distiller"]
+__all__ = ["Distiller", "check_teachers"]
+
+
+def check_teachers(student, teachers) -> None:
+    """``ValueError`` unless every teacher predicts the student's number of classes."""
+    classes = student.output_shape[-1]
+    for teacher in teachers:
+        if teacher.output_shape[-1] != classes:
+            raise ValueError(
+                f"teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes but the "
+                f"student {student.name!r} predicts {classes}; they must match."
+            )
 
 
 class Distiller(tf.keras.Model):
@@ -49,13 +60,8 @@ class Distiller(tf.keras.Model):
         super().__init__(name=kwargs.pop("name", f"{student.name}_distiller"), **kwargs)
         self.student = student
         self.teachers = list(teachers or [])
-        classes = student.output_shape[-1]
+        check_teachers(student, self.teachers)
         for teacher in self.teachers:
-            if teacher.output_shape[-1] != classes:
-                raise ValueError(
-                    f"teacher {teacher.name!r} predicts {teacher.output_shape[-1]} classes but the "
-                    f"student {student.name!r} predicts {classes}; they must match."
-                )
             teacher.trainable = False
         self.l2 = float(l2)
         self.clip_norm = clip_norm

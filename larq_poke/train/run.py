@@ -194,7 +194,7 @@ def train(config: TrainConfig) -> dict:
     import tensorflow as tf
 
     from larq_poke.data import dataset_info, load_dataset, preprocessing
-    from larq_poke.train.distill import Distiller
+    from larq_poke.train.distill import Distiller, check_teachers
     from larq_poke.train.evaluate import evaluate
 
     if config.recipe not in RECIPES:
@@ -217,6 +217,7 @@ def train(config: TrainConfig) -> dict:
         image_size = config.image_size or int(student.inputs[0].shape[1])
         prep = prep.with_size(image_size)
         teachers = [_build(t, info.num_classes, image_size) for t in config.teachers]
+        check_teachers(student, teachers)
         per_epoch = int(_epoch_batches(config, prep, image_size, 0).cardinality().numpy())
         if config.steps_per_epoch:
             per_epoch = min(per_epoch, config.steps_per_epoch) if per_epoch > 0 else config.steps_per_epoch
