@@ -23,7 +23,6 @@ import random
 import select
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,9 +301,3 @@ def run_fuzz(
         worker.close()
     return result
 
-
-if __name__ == "__main__":  # pragma: no cover
-    start = time.time()
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/fuzz")
-    res = run_fuzz(write_seeds(out / "seeds"), 200, out / "cases")
-    print(res, time.time() - start)

@@ -139,53 +139,8 @@ def test_teacher_with_other_classes_is_rejected():
         Distiller(_dense(4, 0, "student"), teachers=[_dense(3, 0, "teacher")])
 
 
-def test_two_replicas_train_like_one_device():
-    """MirroredStrategy over two logical CPUs: each replica's batch-mean loss is scaled by 1/2, so
-    the summed gradients equal the single-device gradient (a model without batch norm)."""
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(
-        """
-        import json, sys
-        import larq_poke
-        import numpy as np
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from larq_poke.train import Distiller
-
-        def dense(classes, seed):
-            tf.keras.utils.set_random_seed(seed)
-            inputs = tf.keras.Input((8,))
-            return tf.keras.Model(inputs, tf.keras.layers.Dense(classes)(inputs))
-
-        x = np.random.default_rng(3).normal(size=(64, 8)).astype(np.float32)
-        y = np.zeros(64, np.int64)
-        result = {}
-        for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
-                               ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
-            with strategy.scope():
-                distiller = Distiller(dense(3, 1), teachers=[dense(3, 2)], l2=1e-3)
-                distiller.compile(optimizer=tf.keras.optimizers.SGD(0.3))
-            data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-            distiller.fit(data, epochs=3, verbose=0)
-            result[name] = {"replicas": strategy.num_replicas_in_sync,
-                            "weights": [w.tolist() for w in distiller.student.get_weights()]}
-        print(json.dumps(result))
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["two"]["replicas"] == 2
-    for one, two in zip(result["one"]["weights"], result["two"]["weights"]):
-        np.testing.assert_allclose(np.array(two), np.array(one), atol=1e-5)
-
-
+# One Distiller run: two logical CPUs under MirroredStrategy with REPLICAS=2, a worker of a
+# MultiWorkerMirroredStrategy with TF_CONFIG, else one device. Prints the student's weights.
 _WORKER = """
 import json, os, sys
 import larq_poke
@@ -193,7 +148,15 @@ import numpy as np
 import tensorflow as tf
 from larq_poke.train import Distiller
 
-strategy = tf.distribute.MultiWorkerMirroredStrategy() if os.environ.get("TF_CONFIG") else tf.distribute.get_strategy()
+if os.environ.get("REPLICAS") == "2":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+elif os.environ.get("TF_CONFIG"):
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+    strategy = tf.distribute.get_strategy()
 
 def dense(classes, seed):
     tf.keras.utils.set_random_seed(seed)
@@ -211,6 +174,31 @@ data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(options
 distiller.fit(data, epochs=3, verbose=0)
 print(json.dumps([w.tolist() for w in distiller.student.get_weights()]))
 """
+
+
+def _run_worker(env):
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _WORKER], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _single_env():
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "REPLICAS")}
+
+
+def test_two_replicas_train_like_one_device():
+    """MirroredStrategy over two logical CPUs: each replica's batch-mean loss is scaled by 1/2, so
+    the summed gradients equal the single-device gradient (a model without batch norm)."""
+    one = _run_worker(_single_env())
+    two = _run_worker({**_single_env(), "REPLICAS": "2"})
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5)
 
 
 def test_two_worker_processes_train_together():
@@ -239,10 +227,7 @@ def test_two_worker_processes_train_together():
         out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-3000:]
         outputs.append(json.loads(out.strip().splitlines()[-1]))
-    single = subprocess.run([sys.executable, "-c", _WORKER], capture_output=True, text=True, timeout=600,
-                            env={k: v for k, v in os.environ.items() if k != "TF_CONFIG"})
-    assert single.returncode == 0, single.stderr[-3000:]
-    reference = json.loads(single.stdout.strip().splitlines()[-1])
+    reference = _run_worker(_single_env())
     for a, b, ref in zip(outputs[0], outputs[1], reference):
         np.testing.assert_array_equal(np.array(a), np.array(b))
         np.testing.assert_allclose(np.array(a), np.array(ref), atol=1e-5)

@@ -51,18 +51,15 @@ def _small_size(name):
 @pytest.mark.parametrize("name", [n for n in MODELS if n not in LARGE])
 def test_contract(name):
     size = _small_size(name)
-    model = build(name, input_shape=(size, size, 3), num_classes=7)
-    assert model.name == name
+    tensor = tf.keras.Input((size, size, 3))
+    model = build(name, input_tensor=tensor, num_classes=7)
+    assert model.name == name and model.inputs[0] is tensor
     assert model.output_shape == (None, 7)
     logits = model(np.zeros((2, size, size, 3), np.float32), training=False)
     assert logits.shape == (2, 7) and np.all(np.isfinite(logits.numpy()))
 
-    tensor = tf.keras.Input((size, size, 3))
-    features = build(name, input_tensor=tensor, include_top=False)
-    assert features.inputs[0] is tensor
-    assert len(features.output_shape) == 4 and features.output_shape[1:3] == (size // 32, size // 32)
+    features = build(name, include_top=False)  # no input_shape: any image size
+    assert features.input_shape == (None, None, None, 3)
+    assert features(np.zeros((1, size, size, 3), np.float32), training=False).shape[1:3] == (size // 32, size // 32)
     # No head: the feature extractor has fewer weights than the classifier model.
     assert len(features.weights) < len(model.weights)
-
-    dynamic = build(name, include_top=False)
-    assert dynamic.input_shape == (None, None, None, 3)

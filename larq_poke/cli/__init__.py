@@ -8,7 +8,7 @@ larq-poke convert bnext-t -o bnext_t.tflite
 
 Each subcommand is one module of this package (``summary``, ``weights``, ``bench``,
 ``convert``, ``deploy``, ``eval``, ``train``) with an ``add_subcommand(subparsers)`` function, listed in
-``_SUBCOMMAND_MODULES``; :mod:`larq_poke.cli.models` turns a MODEL argument into a Keras model
+``_SUBCOMMAND_MODULES``; :func:`larq_poke.zoo.resolve.load_model` turns a MODEL argument into a Keras model
 for all of them. The library does the work.
 """
 

@@ -62,7 +62,7 @@ def _progress(message: str) -> None:
 
 def load_model(args):
     """The Keras model named by the command line arguments."""
-    from larq_poke.cli.models import load_model as load
+    from larq_poke.zoo.resolve import load_model as load
 
     return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
 

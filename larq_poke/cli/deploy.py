@@ -92,7 +92,7 @@ def _has_untrained_batch_norm(model) -> bool:
 
 
 def run(args) -> int:
-    from larq_poke.cli.models import load_model
+    from larq_poke.zoo.resolve import load_model
     from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops
     from larq_poke.cost import profile
 

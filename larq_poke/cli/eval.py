@@ -81,7 +81,7 @@ def run(args) -> int:
         if not args.preprocessing:
             prep = _trained_preprocessing(args.model) or prep
     else:
-        from larq_poke.cli.models import load_model
+        from larq_poke.zoo.resolve import load_model
 
         classes = None
         if args.weights != "imagenet" and not args.model.endswith((".h5", ".keras")):

@@ -31,7 +31,7 @@ def add_subcommand(subparsers) -> None:
 
 
 def run(args) -> int:
-    from larq_poke.cli.models import load_model
+    from larq_poke.zoo.resolve import load_model
     from larq_poke.cost import profile
 
     model = load_model(args.model, input_size=args.input_size, num_classes=args.num_classes)

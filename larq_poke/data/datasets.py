@@ -50,7 +50,14 @@ def _tfds():
 
 
 def _is_folder(source) -> bool:
-    return isinstance(source, os.PathLike) or os.sep in str(source) or os.path.isdir(str(source))
+    """A path (``Path``, an existing folder, or written as one); TFDS names with a config or
+    version (``imagenet2012_subset/1pct``) are not."""
+    text = str(source)
+    return (
+        isinstance(source, os.PathLike)
+        or os.path.isdir(os.path.expanduser(text))
+        or text.startswith((".", "/", "~"))
+    )
 
 
 def _builder(source, data_dir, manual_dir):

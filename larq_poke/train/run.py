@@ -128,29 +128,8 @@ def _strategy(name: str):
     raise TrainError(f"unknown --distribute {name!r}; use auto, none, mirrored, multi-worker or tpu.")
 
 
-def _build(name: str, num_classes: int, image_size: int):
-    """A zoo name, a keras.applications name, or a saved Keras model file."""
-    import tensorflow as tf
-
-    if os.path.exists(name):
-        import larq_poke.layers  # noqa: F401  (custom objects)
-        import larq_poke.zoo  # noqa: F401
-
-        return tf.keras.models.load_model(name, compile=False)
-    from larq_poke.zoo import list_models
-
-    if name.lower() in list_models():
-        from larq_poke.zoo import build
-
-        return build(name, num_classes=num_classes, input_shape=(image_size, image_size, 3))
-    if hasattr(tf.keras.applications, name):
-        return getattr(tf.keras.applications, name)(
-            weights=None, classes=num_classes, input_shape=(image_size, image_size, 3), classifier_activation=None
-        )
-    raise TrainError(f"{name!r} is neither a file, a zoo model nor a keras.applications model.")
-
-
-def _optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int):
+def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: int):
+    """The recipe's optimizer and the Distiller options it goes with."""
     import tensorflow as tf
 
     from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
@@ -161,7 +140,9 @@ def _optimizer(config: TrainConfig, total_steps: int, steps_per_epoch: int):
     if config.recipe == "bnext":
         schedule = BNextSchedule(steps_per_epoch, config.epochs, peak_lr=config.lr or 1e-3)
         optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=1e-3)
-        return optimizer, dict(clip_norm=5.0, bnext_decay=True)
+        # BNext's two groups: 4-D weights (convs) decay 1e-8 (~none), the rest 1e-3.
+        optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
+        return optimizer, dict(clip_norm=5.0)
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
     return tf.keras.optimizers.Adam(schedule), {}
 
@@ -177,13 +158,13 @@ def _epoch_batches(config: TrainConfig, prep, image_size: int, epoch: int):
 def _stream(config: TrainConfig, prep, image_size: int, per_epoch: int, from_step: int):
     """Training batches from step ``from_step`` on, as a pure function of (seed, step): epoch e is
     the split shuffled and augmented with seed (seed, e), cut to ``per_epoch`` batches."""
+    import tensorflow as tf
+
     start_epoch, skip = divmod(from_step, per_epoch)
     streams = [_epoch_batches(config, prep, image_size, e).take(per_epoch) for e in range(start_epoch, config.epochs)]
     stream = streams[0].skip(skip)
     for more in streams[1:]:
         stream = stream.concatenate(more)
-    import tensorflow as tf
-
     options = tf.data.Options()  # workers of a multi-worker run each take every n-th batch element
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return stream.with_options(options)
@@ -196,6 +177,7 @@ def train(config: TrainConfig) -> dict:
     from larq_poke.data import dataset_info, load_dataset, preprocessing
     from larq_poke.train.distill import Distiller, check_teachers
     from larq_poke.train.evaluate import evaluate
+    from larq_poke.zoo.resolve import load_model
 
     if config.recipe not in RECIPES:
         raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
@@ -213,22 +195,18 @@ def train(config: TrainConfig) -> dict:
 
     strategy = _strategy(config.distribute)
     with strategy.scope():
-        student = _build(config.model, info.num_classes, config.image_size or 224)
+        student = load_model(config.model, input_size=config.image_size or 224, num_classes=info.num_classes)
         image_size = config.image_size or int(student.inputs[0].shape[1])
         prep = prep.with_size(image_size)
-        teachers = [_build(t, info.num_classes, image_size) for t in config.teachers]
+        teachers = [load_model(t, input_size=image_size, num_classes=info.num_classes) for t in config.teachers]
         check_teachers(student, teachers)
         per_epoch = int(_epoch_batches(config, prep, image_size, 0).cardinality().numpy())
         if config.steps_per_epoch:
             per_epoch = min(per_epoch, config.steps_per_epoch) if per_epoch > 0 else config.steps_per_epoch
         if per_epoch < 1:
             raise TrainError(f"{config.dataset}: the train split has fewer than one batch of {config.batch_size}.")
-        steps_per_epoch = per_epoch
-        total_steps = steps_per_epoch * config.epochs
-        optimizer, options = _optimizer(config, total_steps, steps_per_epoch)
-        if options.pop("bnext_decay", False):
-            # BNext's two groups: 4-D weights (convs) decay 1e-8 (~none), the rest 1e-3.
-            optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
+        total_steps = per_epoch * config.epochs
+        optimizer, options = _optimizer(config, student, total_steps, per_epoch)
         distiller = Distiller(student, teachers, **options)
         distiller.compile(optimizer=optimizer)
         distiller.optimizer.build(student.trainable_variables)
@@ -245,7 +223,7 @@ def train(config: TrainConfig) -> dict:
         (out / "run.json").parent.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
 
-    stopper = _CheckpointEvery(manager, config.checkpoint_every)
+    stopper = _checkpoint_callback(manager, config.checkpoint_every)
     callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs"))]
     if config.recipe == "pokebnn":
         from larq_poke.train.switches import PokeBNNSwitches
@@ -255,7 +233,8 @@ def train(config: TrainConfig) -> dict:
             switches.calibration_images = next(iter(_epoch_batches(config, prep, image_size, 0)))[0].numpy()
             callbacks.insert(0, switches)
     step = start_step
-    while step < total_steps and not distiller.stop_training:
+    while step < total_steps:
+        before = step
         # One fit per stretch up to the next epoch boundary: Keras counts epochs, the stream steps.
         epoch = step // per_epoch
         stretch = per_epoch - step % per_epoch
@@ -269,6 +248,8 @@ def train(config: TrainConfig) -> dict:
                 f"the loss became NaN at step {stopper.nan_at}; training stopped. The last good checkpoint "
                 f"is {manager.latest_checkpoint} (lower --lr and --resume)."
             )
+        if step == before:  # a callback stopped training without a step
+            break
     manager.save(checkpoint_number=int(distiller.optimizer.iterations.numpy()))
     if not chief:
         return {"steps": int(distiller.optimizer.iterations.numpy())}
@@ -305,23 +286,21 @@ def _convert(student, prep, out: Path, metrics: dict) -> Optional[Path]:
     return path
 
 
-class _CheckpointEvery:
-    """Saves the checkpoint every ``every`` steps (by the optimizer's step count), never a NaN state."""
+def _checkpoint_callback(manager, every: int):
+    """Saves the checkpoint every ``every`` steps (by the optimizer's step count), never a NaN
+    state: a non-finite loss stops training and is recorded as ``nan_at``."""
+    import tensorflow as tf
 
-    def __new__(cls, manager, every):
-        import tensorflow as tf
+    class CheckpointEvery(tf.keras.callbacks.Callback):
+        nan_at = None
 
-        class Callback(tf.keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                step = int(self.model.optimizer.iterations.numpy())
-                loss = (logs or {}).get("loss")
-                if loss is not None and not math.isfinite(float(loss)):
-                    callback.nan_at = step
-                    self.model.stop_training = True
-                    return
-                if every and step % every == 0:
-                    manager.save(checkpoint_number=step)
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.nan_at = step
+                self.model.stop_training = True
+            elif every and step % every == 0:
+                manager.save(checkpoint_number=step)
 
-        callback = Callback()
-        callback.nan_at = None
-        return callback
+    return CheckpointEvery()
