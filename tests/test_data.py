@@ -1,7 +1,9 @@
 """Input pipelines: the recipes' preprocessing geometry, TFDS's imagenet2012 builder on a tiny
 manual-download directory in the official tar layout, and image folders."""
 
+import dataclasses
 import io
+import os
 import tarfile
 
 import numpy as np
@@ -58,9 +60,65 @@ def test_train_transform_is_seeded():
     assert not np.array_equal(a, c)
 
 
-def test_randaugment_is_not_silently_skipped():
-    with pytest.raises(NotImplementedError, match="rand-m7-mstd0.5-inc1"):
-        preprocessing.get("bnext").train(tf.zeros((8, 8, 3), tf.uint8), (0, 0))
+def _timm_auto_augment():
+    """timm's RandAugment module; a skip without timm, except in CI (the test extra installs it)."""
+    from larq_poke.data.randaugment import timm_auto_augment
+
+    try:
+        return timm_auto_augment()
+    except ImportError as err:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"timm is not installed: {err}")
+
+
+def test_bnext_training_applies_timm_randaugment_after_crop_and_flip():
+    """The bnext transform is crop + flip (checked above) followed by timm's RandAugment with
+    timm's ImageNet hyper-parameters, drawn from the example's seed: the same as calling timm's
+    ``rand_augment_transform`` on the cropped image with those draws."""
+    import random
+
+    from PIL import Image
+
+    timm = _timm_auto_augment()
+    bnext = preprocessing.get("bnext").with_size(64)
+    photo = np.random.default_rng(4).integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    # timm's transforms_imagenet_train: translate 45 % of the size, mean fill, bicubic.
+    hparams = {"translate_const": int(64 * 0.45), "img_mean": (124, 116, 104), "interpolation": Image.BICUBIC}
+    transform = timm.rand_augment_transform("rand-m7-mstd0.5-inc1", hparams)
+    changed = 0
+    for index in range(8):
+        seed = tf.constant([3, index], tf.int64)
+        out = bnext.train(tf.constant(photo), seed).numpy()
+        cropped = dataclasses.replace(bnext, randaugment=None, mean=None).train(tf.constant(photo), seed).numpy()
+        cropped = np.round(cropped * 255.0).astype(np.uint8)
+        draw = tf.random.stateless_uniform([], tf.cast(tf.random.experimental.stateless_fold_in(seed, 3), tf.int32),
+                                           maxval=2**31 - 1, dtype=tf.int32).numpy()
+        random.seed(int(draw))
+        np.random.seed(int(draw))
+        expected = np.asarray(transform(Image.fromarray(cropped)), np.uint8)
+        np.testing.assert_allclose(out, normalise(expected), atol=1e-5)
+        changed += np.abs(expected.astype(np.float32) - cropped).mean() > 1.0
+    assert changed >= 4  # each of the two ops applies with probability 0.5
+
+
+def test_randaugment_is_seeded_and_leaves_the_global_random_state_alone():
+    import random
+
+    _timm_auto_augment()
+    from larq_poke.data.randaugment import RandAugment
+
+    augment = RandAugment("rand-m7-mstd0.5-inc1", image_size=48)
+    image = tf.constant(np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    random.seed(11)
+    before = random.random()
+    random.seed(11)
+    results = {s: augment(image, tf.constant([0, s])).numpy() for s in range(6)}
+    assert random.random() == before
+    np.testing.assert_array_equal(results[2], augment(image, tf.constant([0, 2])).numpy())
+    assert len({r.tobytes() for r in results.values()}) >= 4  # a seed may draw no change (p = 1/4)
+    with pytest.raises(ValueError, match="must start with 'rand'"):
+        RandAugment("original-mstd0.5", image_size=48)
 
 
 def test_preprocessing_round_trips_and_rejects_bad_values():
@@ -179,3 +237,26 @@ def test_pretrained_bnext_weights_name_their_evaluation_crop():
     prep = preprocessing.get(weights.get("bnext-t", "imagenet").preprocessing)
     assert (prep.eval_mode, prep.image_size, int(prep.image_size / prep.crop_fraction)) == ("resize_then_crop", 224, 235)
     assert prep.mean == (0.485, 0.456, 0.406) and prep.std == (0.229, 0.224, 0.225)
+
+
+def test_write_image_folder_round_trips_through_load_dataset(tmp_path):
+    from larq_poke.data import write_image_folder
+
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, (12, 20, 20), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 10] * 3)
+    write_image_folder(tmp_path, "test", images, labels)
+    assert sorted(p.name for p in (tmp_path / "test").iterdir())[:2] == ["00", "01"]  # label order
+    plain = dataclasses.replace(preprocessing.get("plain"), mean=None)
+    data = list(load_dataset(tmp_path, "test", preprocessing=plain, image_size=20, batch_size=12))
+    x, y = data[0][0].numpy(), data[0][1].numpy()
+    # Folders sort as labels, so the folder's class indices are 0, 1, 2, 3 for labels 0, 1, 2, 10.
+    found = {tuple(np.round(x[i, :, :, 0] * 255).astype(np.uint8).ravel()): int(y[i]) for i in range(12)}
+    for image, label in zip(images, labels):
+        assert found[tuple(image.ravel())] == {0: 0, 1: 1, 2: 2, 10: 3}[int(label)]
+    with pytest.raises(FileExistsError, match="nothing was written"):
+        write_image_folder(tmp_path, "test", images, labels)
+    with pytest.raises(ValueError, match="must be uint8"):
+        write_image_folder(tmp_path, "train", images.astype(np.float32), labels)
+    with pytest.raises(ValueError, match="12 non-negative integers"):
+        write_image_folder(tmp_path, "train", images, labels[:5])

@@ -9,7 +9,8 @@ test = load_dataset("imagenet2012", "validation", manual_dir="~/imagenet", prepr
 """
 
 from larq_poke.data import preprocessing
-from larq_poke.data.datasets import DatasetError, DatasetInfo, dataset_info, load_dataset
+from larq_poke.data.datasets import DatasetError, DatasetInfo, dataset_info, load_dataset, write_image_folder
 from larq_poke.data.preprocessing import Preprocessing
 
-__all__ = ["DatasetError", "DatasetInfo", "Preprocessing", "dataset_info", "load_dataset", "preprocessing"]
+__all__ = ["DatasetError", "DatasetInfo", "Preprocessing", "dataset_info", "load_dataset", "preprocessing",
+           "write_image_folder"]

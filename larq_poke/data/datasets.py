@@ -23,7 +23,9 @@ from typing import Optional, Union
 
 from larq_poke.data.preprocessing import Preprocessing, get
 
-__all__ = ["DatasetError", "DatasetInfo", "dataset_info", "load_dataset", "IMAGENET_MANUAL_FILES"]
+__all__ = [
+    "DatasetError", "DatasetInfo", "dataset_info", "load_dataset", "write_image_folder", "IMAGENET_MANUAL_FILES",
+]
 
 #: The files TFDS's imagenet2012 builder reads from the manual-download directory.
 IMAGENET_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
@@ -209,3 +211,47 @@ def load_dataset(
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def write_image_folder(root, split: str, images, labels, class_names=None) -> Path:
+    """Write uint8 ``images`` (N, H, W) or (N, H, W, C) with integer ``labels`` as PNG files in
+    the layout :func:`load_dataset` reads, ``root/split/<class>/<index>.png``; returns the split
+    folder. ``class_names[label]`` names the class folders (default: the label as text, zero
+    padded so that the folders sort in label order; reading back, TFDS numbers the classes in
+    that order, so labels 0..K-1 with none missing keep their values). Existing files are never
+    overwritten.
+
+    ```python
+    write_image_folder("digits", "train", x_train, y_train)
+    train = load_dataset("digits", "train", image_size=32, training=True, batch_size=64)
+    ```
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {images.dtype}.")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be (N, H, W), (N, H, W, 1) or (N, H, W, 3); got {images.shape}.")
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
+        raise ValueError(f"labels must be {len(images)} non-negative integers; got shape {labels.shape}, {labels.dtype}.")
+    count = int(labels.max()) + 1 if len(labels) else 0
+    if class_names is None:
+        width = len(str(max(count - 1, 0)))
+        class_names = [str(i).zfill(width) for i in range(count)]
+    elif len(class_names) < count:
+        raise ValueError(f"{len(class_names)} class names for labels up to {count - 1}.")
+    folder = Path(root).expanduser() / split
+    width = len(str(max(len(images) - 1, 0)))
+    paths = [folder / class_names[label] / f"{i:0{width}d}.png" for i, label in enumerate(labels)]
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise FileExistsError(f"{existing[0]} exists ({len(existing)} of the files do); nothing was written.")
+    for path, image in zip(paths, images):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tf.io.encode_png(image).numpy())
+    return folder

@@ -15,13 +15,14 @@ images whose aspect ratio lies in [3/4, 4/3].
 from larq_poke.data import preprocessing
 prep = preprocessing.get("bnext")
 x = prep.eval(image)                               # (224, 224, 3) float32, normalised
-x = prep.train(image, seed=(1, 2))                 # stateless random crop and flip
+x = prep.train(image, seed=(1, 2))                 # stateless random crop, flip, RandAugment
 ```
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -122,14 +123,10 @@ class Preprocessing:
 
     def train(self, image, seed):
         """The training transform of a uint8 (H, W, 3) image; ``seed`` is a stateless seed
-        (shape [2] int), so the same seed gives the same crop and flip."""
+        (shape [2] int), so the same seed gives the same crop, flip and RandAugment draws
+        (timm's, :mod:`larq_poke.data.randaugment`)."""
         import tensorflow as tf
 
-        if self.randaugment is not None:
-            raise NotImplementedError(
-                f"RandAugment {self.randaugment!r} of the {self.name} recipe is not available yet; "
-                "train without it with dataclasses.replace(preprocessing, randaugment=None)."
-            )
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int32)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
@@ -146,6 +143,9 @@ class Preprocessing:
         image = self._resize(crop, (self.image_size, self.image_size))
         if self.flip:
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+        if self.randaugment is not None:  # timm's order: crop, flip, RandAugment, normalise
+            augment = _randaugment(self.randaugment, self.image_size, self.mean or IMAGENET_MEAN)
+            image = augment(tf.cast(tf.round(image), tf.uint8), tf.random.experimental.stateless_fold_in(seed, 3))
         return self._normalise(image)
 
 
@@ -154,9 +154,16 @@ PRESETS = {
     "bnext": Preprocessing(
         "bnext", eval_mode="resize_then_crop", crop_fraction=0.95, randaugment="rand-m7-mstd0.5-inc1"
     ),
-    # Labels only, no ImageNet statistics: small data sets and float teachers trained from scratch.
+    # Labels only (no teacher): small data sets and float teachers trained from scratch.
     "plain": Preprocessing("plain", eval_mode="crop_then_resize", crop_fraction=1.0, area_range=(0.25, 1.0)),
 }
+
+
+@functools.lru_cache(maxsize=None)
+def _randaugment(spec: str, image_size: int, mean):
+    from larq_poke.data.randaugment import RandAugment
+
+    return RandAugment(spec, image_size, mean)
 
 
 def get(name: str) -> Preprocessing:
