@@ -274,3 +274,108 @@ def test_pokebnn_switches_quantize_weights_and_calibrate_bounds_on_schedule():
     assert by_step[8][1] > 0 and by_step[16][1] == by_step[8][1]  # calibrated once, at step 8
     assert by_step[3][2] != by_step[4][2]  # the training step was traced again at the switch
     assert binary.active  # a finished run is always quantized
+
+
+def test_bnext_temperature_soft_weights_on_schedule_then_sign():
+    """The training forward uses clip(w / T, -1, 1) with T = 0.9^floor(512 s / S), sign(w) from
+    T < 1e-7 on; the loss of each step is checked against a NumPy evaluation of the same conv."""
+    from larq_poke.layers import BNextBinaryConv2D
+    from larq_poke.train.switches import BNextTemperature
+
+    rng = np.random.default_rng(5)
+    inputs = tf.keras.Input((1, 1, 6))
+    conv = BNextBinaryConv2D(2, 1, name="bconv")
+    student = tf.keras.Model(inputs, tf.keras.layers.Flatten()(conv(inputs)))
+    kernel = rng.uniform(-0.7, 0.7, (1, 1, 6, 2)).astype(np.float32)
+    conv.kernel.assign(kernel)
+    x = np.sign(rng.normal(size=(8, 1, 1, 6))).astype(np.float32)
+    y = rng.integers(0, 2, 8)
+
+    def expected_loss(t):
+        w = np.sign(kernel) if t < 1e-7 else np.clip(kernel / t, -1, 1)
+        logits = np.einsum("nijc,ijcd->nd", x.astype(np.float64), w.astype(np.float64))
+        logits -= logits.max(-1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        return -log_p[np.arange(8), y].mean()
+
+    for total, temperatures in ((512, [1.0, 0.9, 0.81, 0.729]), (4, [1.0, 0.9**128, 0.0, 0.0])):
+        schedule = BNextTemperature(student, total_steps=total)
+        assert len(schedule.quantizers) == 1
+        distiller = Distiller(student)
+        distiller.compile(optimizer=tf.keras.optimizers.SGD(0.0))
+        history = distiller.fit(x, y, batch_size=8, epochs=4, callbacks=[schedule], verbose=0)
+        expected = [expected_loss(t) for t in temperatures]
+        np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
+        assert conv.kernel_quantizer.temperature is None  # back to pure sign for saving / converting
+    signed = student.predict(x, verbose=0)
+    np.testing.assert_allclose(signed, np.einsum("nijc,ijcd->nd", x, np.sign(kernel)), rtol=1e-6)
+    assert [w.name for w in student.weights] == ["bconv/kernel:0"]  # the temperature is no weight
+
+
+def test_bnext_temperature_reaches_sign_at_153_of_512():
+    from larq_poke.train.switches import BNextTemperature
+
+    schedule = BNextTemperature(_dense(2, 0, "s"), total_steps=51_200)
+    assert schedule.temperature(152 * 100) == pytest.approx(0.9**152) and 0.9**152 >= 1e-7
+    assert schedule.temperature(153 * 100) < 1e-7 <= schedule.temperature(153 * 100 - 1)
+
+
+def test_assistant_teachers_take_turns_by_optimizer_step():
+    x = np.random.default_rng(3).normal(size=(4, 8)).astype(np.float32)
+    main, a0, a1 = _dense(3, 7, "main"), _dense(3, 8, "a0"), _dense(3, 9, "a1")
+    distiller = Distiller(_dense(3, 10, "s"), teachers=[main], assistants=[a0, a1], phase_steps=[5])
+    distiller.compile(optimizer=tf.keras.optimizers.SGD(0.0))
+    for step, active in ((0, a0), (4, a0), (5, a1), (9, a1)):
+        distiller.optimizer.iterations.assign(step)
+        logits = distiller._teacher_logits(tf.constant(x))
+        np.testing.assert_allclose(logits[0], active(x), rtol=1e-6)
+        np.testing.assert_allclose(logits[1], main(x), rtol=1e-6)
+    # In fit: the loss of each step is BNext's two-teacher loss with that step's assistant.
+    distiller.optimizer.iterations.assign(3)
+    y = np.zeros(4, np.int64)
+    history = distiller.fit(x, y, batch_size=4, epochs=4, verbose=0)
+    student = distiller.student(x).numpy()
+    for epoch, active in enumerate((a0, a0, a1, a1)):
+        expected = diversified_kd_loss([active(x), main(x)], student)
+        assert history.history["loss"][epoch] == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="2 assistants need 1 phase_steps"):
+        Distiller(_dense(3, 10, "s2"), teachers=[main], assistants=[a0, a1])
+
+
+def test_bnext_recipe_assigns_main_and_assistants():
+    from larq_poke.train.run import TrainConfig, _teacher_roles
+
+    config = TrainConfig(recipe="bnext", model="m", dataset="d", output="o")
+    roles = _teacher_roles(config, ["b0", "b2", "b4"], total_steps=1000)
+    assert roles == {"teachers": ["b4"], "assistants": ["b0", "b2"], "phase_steps": [500]}
+    roles = _teacher_roles(config, ["b0", "b4", "cnx", "cnx"], total_steps=512)  # BNext-L
+    assert roles["phase_steps"] == [171, 341]
+    assert _teacher_roles(config, ["b0", "b2"], 10) == {"teachers": ["b0", "b2"]}
+
+
+def test_teacher_sees_its_own_normalisation(tmp_path):
+    import json
+
+    from larq_poke.data import preprocessing
+    from larq_poke.train.teachers import PREPROCESSING_FILE, load_teacher
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((4, 4, 3))
+    teacher = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(inputs)))
+    teacher.save(tmp_path / "model.keras")
+    own = preprocessing.Preprocessing("own", mean=(0.5, 0.25, 0.0), std=(0.5, 1.0, 2.0))
+    (tmp_path / PREPROCESSING_FILE).write_text(json.dumps(own.to_dict()))
+    student_prep = preprocessing.get("pokebnn")  # ImageNet mean / std
+    adapted = load_teacher(str(tmp_path / "model.keras"), student_preprocessing=student_prep, image_size=4)
+
+    pixels = np.random.default_rng(0).uniform(size=(5, 4, 4, 3)).astype(np.float32)  # [0, 1]
+    as_student = (pixels - np.array(student_prep.mean)) / np.array(student_prep.std)
+    as_teacher = (pixels - np.array(own.mean)) / np.array(own.std)
+    np.testing.assert_allclose(adapted.predict(as_student.astype(np.float32), verbose=0),
+                               teacher.predict(as_teacher.astype(np.float32), verbose=0), rtol=1e-4, atol=1e-5)
+    # No record beside the file: the teacher is used as it is.
+    teacher.save(tmp_path / "bare.keras")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "bare.keras").rename(tmp_path / "other" / "bare.keras")
+    plain = load_teacher(str(tmp_path / "other" / "bare.keras"), student_preprocessing=student_prep, image_size=4)
+    assert len(plain.layers) == len(teacher.layers)

@@ -9,7 +9,8 @@ larq-poke eval my_model.h5 --dataset cifar10
 MODEL_OR_FILE is a zoo name (with ``--weights``), a saved Keras model, or a ``.tflite`` (run in
 the LCE interpreter). The preprocessing is ``--preprocessing``, else the one the zoo weights were
 trained with (``bnext`` for BNext's ImageNet weights), for a ``.tflite`` written by
-``larq-poke train`` the one stored in its metadata, else ``plain``. The last line is
+``larq-poke train`` the one stored in its metadata, for a Keras model file written by
+``larq-poke train`` the one in the ``preprocessing.json`` beside it, else ``plain``. The last line is
 ``eval: top1=… top5=… n=…``.
 """
 
@@ -87,6 +88,10 @@ def run(args) -> int:
         if args.weights != "imagenet" and not args.model.endswith((".h5", ".keras")):
             classes = dataset_info(args.dataset, data_dir=args.data_dir, manual_dir=_manual_dir(args)).num_classes
         model = load_model(args.model, weights=args.weights, input_size=args.image_size, num_classes=classes)
+        if not args.preprocessing:
+            from larq_poke.train.teachers import saved_preprocessing
+
+            prep = saved_preprocessing(args.model) or prep
         size = args.image_size or model.inputs[0].shape[1]
         if size is None:
             raise ValueError("the model takes any input size; give --image-size.")

@@ -28,11 +28,19 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--image-size", type=int, default=None, metavar="N")
     parser.add_argument("--teacher", action="append", default=[], metavar="NAME_OR_FILE",
-                        help="a teacher (repeat for BNext's two-teacher scheme)")
+                        help="a teacher (repeat for BNext's two-teacher scheme; with three or more, bnext "
+                        "uses the last as the main teacher and the others as assistants taking turns in "
+                        "equal phases)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="base / peak learning rate (default: the recipe's)")
+    parser.add_argument("--crop-area", type=float, default=None, metavar="MIN",
+                        help="smallest area fraction of the random-resized crop (default: the recipe's, 0.08)")
+    parser.add_argument("--no-flip", dest="flip", action="store_const", const=False, default=None,
+                        help="no random horizontal flips (digits, text)")
+    parser.add_argument("--randaugment", default=None, metavar="SPEC",
+                        help="timm RandAugment spec, or 'none' (default: the recipe's; bnext: rand-m7-mstd0.5-inc1)")
     parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
     parser.add_argument("--output", required=True, metavar="DIR")
     parser.add_argument("--resume", action="store_true")
@@ -50,7 +58,8 @@ def run(args) -> int:
         teachers=list(args.teacher), data_dir=args.data_dir, image_size=args.image_size,
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         lr=args.lr, checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
-        deterministic=args.deterministic, distribute=args.distribute,
+        deterministic=args.deterministic, distribute=args.distribute, crop_area=args.crop_area, flip=args.flip,
+        randaugment=args.randaugment,
     )
     metrics = train(config)
     print(json.dumps(metrics.get("keras", {})))

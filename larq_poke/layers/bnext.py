@@ -157,31 +157,62 @@ class BNextSign(lq.quantizers.Quantizer):
 
 @_register
 class BNextWeightSign(lq.quantizers.Quantizer):
-    r"""BNext's weight binarizer (official ``HardBinaryConv`` after its temperature schedule).
+    r"""BNext's weight binarizer (official ``HardBinaryConv``).
 
-    \[ q(w) = \mathrm{sign}(w), \qquad \frac{\partial q}{\partial w} = 1 \]
+    \[ q(w) = \mathrm{sign}(w) \text{ if } T < 10^{-7}, \quad
+       \mathrm{clip}(w / T, -1, 1) \text{ otherwise}; \qquad \frac{\partial q}{\partial w} = 1 \]
 
     Plain sign with no per-channel scaling factor (the following BatchNorm absorbs the scale) and
     an identity straight-through gradient. The latent weights are kept in [-1.5, 1.5] by the
     binary conv's ``kernel_constraint``. The official training starts with soft weights
     clamp(w / T, -1, 1), T = 0.9^epoch, and uses sign(w) once T < 1e-7 (epoch 153 on); the
-    released checkpoints are past that point, so inference uses sign only.
+    released checkpoints are past that point, so inference uses sign only. During training,
+    :class:`larq_poke.train.BNextTemperature` sets :attr:`temperature` (a scalar variable shared
+    by all the model's weight binarizers); it is ``None`` (pure sign) otherwise and never saved.
 
     # Arguments
     zero_sign: value of sign(0): 1 (Larq / LCE, default) or 0 (torch).
     """
 
     precision = 1
+    #: Below this temperature the forward weight is sign(w) (the official threshold).
+    SIGN_BELOW = 1e-7
 
     def __init__(self, zero_sign: int = 1, **kwargs):
         self.zero_sign = _check_zero_sign(zero_sign)
         super().__init__(**kwargs)
+        self._temperature = _Untracked(None)
+
+    @property
+    def temperature(self):
+        """The training temperature (a scalar ``tf.Variable``) or ``None`` for pure sign."""
+        return self._temperature.value
+
+    def set_temperature(self, variable) -> None:
+        """Use ``variable`` (a scalar ``tf.Variable``) as the temperature; ``None``: pure sign.
+        Held outside Keras' tracking: not a weight, never saved or checkpointed."""
+        self._temperature = _Untracked(variable)
 
     def call(self, inputs):
-        return _sign_ste(inputs, None, self.zero_sign)
+        hard = _sign_ste(inputs, None, self.zero_sign)
+        temperature = self.temperature
+        if temperature is None:
+            return hard
+        t = tf.cast(temperature, inputs.dtype)
+        soft = inputs + tf.stop_gradient(tf.clip_by_value(inputs / tf.maximum(t, 1e-8), -1.0, 1.0) - inputs)
+        return tf.where(t < self.SIGN_BELOW, hard, soft)
 
     def get_config(self):
         return {**super().get_config(), "zero_sign": self.zero_sign}
+
+
+class _Untracked:
+    """A holder Keras does not track (a variable set on a layer directly would become its weight)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
 
 
 @_register

@@ -5,6 +5,11 @@ teachers in inference mode on the same batch, the student in training mode, and 
 recipe's loss: PokeBNN's soft-target cross-entropy (one teacher) or BNext's diversified KD (several
 teachers), plus an optional coupled L2 term; without teachers it is the plain cross-entropy with
 the labels (for float teachers). Gradients are clipped by global norm when asked (BNext: 5).
+
+BNext's phase-wise assistants: ``assistants=[a0, a1, ...]`` with ``phase_steps=[s1, ...]`` (one
+boundary fewer than assistants) adds assistant ``a_k`` to the teachers from optimizer step
+``s_k`` to ``s_{k+1}``; only the active assistant runs (``tf.switch_case``), and the phase is
+a function of the optimizer's step, so a resumed run is in the same phase.
 Evaluation (``test_step``) scores the student against the labels. Users' own callbacks, metrics
 and TensorBoard work as with any Keras model.
 
@@ -12,6 +17,8 @@ and TensorBoard work as with any Keras model.
 distiller = Distiller(student, teachers=[teacher], l2=5e-5)
 distiller.compile(optimizer=tf.keras.optimizers.Adam(schedule, beta_2=0.99))
 distiller.fit(train, validation_data=test, epochs=10)
+# BNext-M: EfficientNet-B0 then -B2 as assistants of EfficientNet-B4, half the run each
+distiller = Distiller(student, teachers=[b4], assistants=[b0, b2], phase_steps=[total // 2], clip_norm=5)
 ```
 """
 
@@ -46,6 +53,9 @@ class Distiller(tf.keras.Model):
         ``training=False``. None or empty: train on the labels.
     l2: coefficient of the coupled L2 term ``0.5 · l2 · Σ kernel²`` (PokeBNN: 5e-5), 0 for none.
     clip_norm: global gradient-norm clipping (BNext: 5), None for none.
+    assistants: teachers that take turns (BNext's assistant phases), one per phase.
+    phase_steps: the optimizer steps at which the next assistant takes over (increasing,
+        ``len(assistants) - 1`` of them).
     """
 
     def __init__(
@@ -55,13 +65,24 @@ class Distiller(tf.keras.Model):
         *,
         l2: float = 0.0,
         clip_norm: Optional[float] = None,
+        assistants: Optional[Sequence[tf.keras.Model]] = None,
+        phase_steps: Optional[Sequence[int]] = None,
         **kwargs,
     ):
         super().__init__(name=kwargs.pop("name", f"{student.name}_distiller"), **kwargs)
         self.student = student
         self.teachers = list(teachers or [])
-        check_teachers(student, self.teachers)
-        for teacher in self.teachers:
+        self.assistants = list(assistants or [])
+        self.phase_steps = [int(step) for step in (phase_steps or [])]
+        if len(self.phase_steps) != max(len(self.assistants) - 1, 0):
+            raise ValueError(
+                f"{len(self.assistants)} assistants need {max(len(self.assistants) - 1, 0)} phase_steps "
+                f"(the steps where the next one takes over), got {len(self.phase_steps)}."
+            )
+        if any(b <= a for a, b in zip(self.phase_steps, self.phase_steps[1:])) or any(s < 0 for s in self.phase_steps):
+            raise ValueError(f"phase_steps must be increasing and non-negative, got {self.phase_steps}.")
+        check_teachers(student, self.teachers + self.assistants)
+        for teacher in self.teachers + self.assistants:
             teacher.trainable = False
         self.l2 = float(l2)
         self.clip_norm = clip_norm
@@ -75,13 +96,26 @@ class Distiller(tf.keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
+    def phase(self, step):
+        """Index of the assistant active at optimizer step ``step`` (a tensor)."""
+        boundaries = tf.constant(self.phase_steps or [0], tf.int64)
+        passed = tf.cast(tf.cast(step, tf.int64) >= boundaries, tf.int32)
+        return tf.reduce_sum(passed) if self.phase_steps else tf.constant(0, tf.int32)
+
+    def _teacher_logits(self, x):
+        logits = [t(x, training=False) for t in self.teachers]
+        if self.assistants:
+            branches = [lambda a=a: a(x, training=False) for a in self.assistants]
+            logits.insert(0, tf.switch_case(self.phase(self.optimizer.iterations), branches))
+        return [tf.stop_gradient(t) for t in logits]
+
     def _loss(self, x, y, student_logits):
-        if not self.teachers:
+        if not self.teachers and not self.assistants:
             loss = tf.reduce_mean(
                 tf.keras.losses.sparse_categorical_crossentropy(y, student_logits, from_logits=True)
             )
         else:
-            teacher_logits = [tf.stop_gradient(t(x, training=False)) for t in self.teachers]
+            teacher_logits = self._teacher_logits(x)
             if len(teacher_logits) == 1:
                 loss = soft_target_cross_entropy(teacher_logits[0], student_logits)
             else:

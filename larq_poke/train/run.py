@@ -23,6 +23,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -53,12 +55,32 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     distribute: str = "auto"
+    crop_area: Optional[float] = None
+    flip: Optional[bool] = None
+    randaugment: Optional[str] = None  # None: the recipe's; "none": off; else a timm spec
 
     def identity(self) -> dict:
         """What must match for ``resume``: the same run, not just the same folder."""
         keys = ("recipe", "model", "dataset", "teachers", "image_size", "epochs", "steps_per_epoch",
-                "batch_size", "lr", "seed", "deterministic")
+                "batch_size", "lr", "seed", "deterministic", "crop_area", "flip",
+                "randaugment")
         return {k: getattr(self, k) for k in keys}
+
+    def preprocessing(self):
+        """The recipe's preprocessing with this run's augmentation overrides."""
+        from larq_poke.data import preprocessing
+
+        prep = preprocessing.get(self.recipe)
+        if self.crop_area is not None:
+            if not 0 < self.crop_area <= 1:
+                raise TrainError(f"--crop-area must be in (0, 1], got {self.crop_area}.")
+            prep = dataclasses.replace(prep, area_range=(float(self.crop_area), 1.0))
+        if self.flip is not None:
+            prep = dataclasses.replace(prep, flip=bool(self.flip))
+        if self.randaugment is not None:
+            spec = None if self.randaugment.lower() == "none" else self.randaugment
+            prep = dataclasses.replace(prep, randaugment=spec)
+        return prep
 
 
 def _check_output(config: TrainConfig) -> Path:
@@ -71,8 +93,8 @@ def _check_output(config: TrainConfig) -> Path:
                 f"{out} already holds a run ({previous.get('recipe')} {previous.get('model')}); "
                 "pass --resume to continue it or choose another --output. Nothing was overwritten."
             )
-        if previous != config.identity():
-            diff = {k: (previous.get(k), v) for k, v in config.identity().items() if previous.get(k) != v}
+        diff = {k: (previous.get(k), v) for k, v in config.identity().items() if previous.get(k) != v}
+        if diff:
             raise TrainError(f"--resume from {out}: the checkpoint is of another run (differs in {diff}).")
     elif config.resume:
         raise TrainError(f"--resume: {out} holds no run to continue.")
@@ -109,11 +131,11 @@ def _strategy(name: str):
     ``mirrored``: always; ``multi-worker``: from ``TF_CONFIG``; ``tpu``: TPUStrategy."""
     import tensorflow as tf
 
+    if name not in ("auto", "none", "mirrored", "multi-worker", "tpu"):
+        raise TrainError(f"unknown --distribute {name!r}; use auto, none, mirrored, multi-worker or tpu.")
     if name == "none":
         return tf.distribute.get_strategy()
-    devices = _local_devices()
-    if name == "mirrored" or (name == "auto" and len(devices) > 1):
-        return tf.distribute.MirroredStrategy(devices)
+    # Collective ops must be configured before TensorFlow's runtime starts: no op before this.
     if name == "multi-worker":
         if not os.environ.get("TF_CONFIG"):
             raise TrainError("--distribute multi-worker needs TF_CONFIG (the cluster and this worker's task).")
@@ -123,9 +145,10 @@ def _strategy(name: str):
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    if name == "auto":
-        return tf.distribute.get_strategy()
-    raise TrainError(f"unknown --distribute {name!r}; use auto, none, mirrored, multi-worker or tpu.")
+    devices = _local_devices()
+    if name == "mirrored" or len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
 
 
 def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: int):
@@ -145,6 +168,17 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
         return optimizer, dict(clip_norm=5.0)
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
     return tf.keras.optimizers.Adam(schedule), {}
+
+
+def _teacher_roles(config: TrainConfig, teachers: list, total_steps: int) -> dict:
+    """BNext with three or more teachers: the last is the main teacher, the others assistants
+    that take turns in equal consecutive phases (the official BNext-M: B0 then B2 beside B4);
+    otherwise all teachers are used at every step."""
+    if config.recipe != "bnext" or len(teachers) < 3:
+        return {"teachers": teachers}
+    assistants = teachers[:-1]
+    phases = [int(round(k * total_steps / len(assistants))) for k in range(1, len(assistants))]
+    return {"teachers": teachers[-1:], "assistants": assistants, "phase_steps": phases}
 
 
 def _epoch_batches(config: TrainConfig, prep, image_size: int, epoch: int):
@@ -174,31 +208,37 @@ def train(config: TrainConfig) -> dict:
     """Run (or resume) ``config``; returns the final metrics (also in ``metrics.json``)."""
     import tensorflow as tf
 
-    from larq_poke.data import dataset_info, load_dataset, preprocessing
+    from larq_poke.data import dataset_info, load_dataset
     from larq_poke.train.distill import Distiller, check_teachers
     from larq_poke.train.evaluate import evaluate
+    from larq_poke.train.teachers import PREPROCESSING_FILE, load_teacher
     from larq_poke.zoo.resolve import load_model
 
     if config.recipe not in RECIPES:
         raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
     chief = _is_chief(config)
     out = _check_output(config) if chief else Path(config.output)
+    prep = config.preprocessing()
+    strategy = _strategy(config.distribute)  # first: multi-worker collectives need a fresh runtime
     info = dataset_info(config.dataset, data_dir=config.data_dir)
     eval_split = next((s for s in ("test", "validation") if s in info.splits), None)
-    prep = preprocessing.get(config.recipe)
-    if prep.randaugment:
-        print(f"larq-poke train: RandAugment {prep.randaugment} is not available yet; training without it.")
-        prep = dataclasses.replace(prep, randaugment=None)
+    if prep.randaugment:  # timm installed and the spec readable, before anything is written
+        from larq_poke.data.randaugment import RandAugment
+
+        try:
+            RandAugment(prep.randaugment, config.image_size or 224, prep.mean or (0.0, 0.0, 0.0))
+        except (ImportError, ValueError) as err:
+            raise TrainError(str(err)) from None
     if config.deterministic:
         tf.keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
 
-    strategy = _strategy(config.distribute)
     with strategy.scope():
         student = load_model(config.model, input_size=config.image_size or 224, num_classes=info.num_classes)
         image_size = config.image_size or int(student.inputs[0].shape[1])
         prep = prep.with_size(image_size)
-        teachers = [load_model(t, input_size=image_size, num_classes=info.num_classes) for t in config.teachers]
+        teachers = [load_teacher(t, student_preprocessing=prep, image_size=image_size, num_classes=info.num_classes)
+                    for t in config.teachers]
         check_teachers(student, teachers)
         per_epoch = int(_epoch_batches(config, prep, image_size, 0).cardinality().numpy())
         if config.steps_per_epoch:
@@ -207,24 +247,27 @@ def train(config: TrainConfig) -> dict:
             raise TrainError(f"{config.dataset}: the train split has fewer than one batch of {config.batch_size}.")
         total_steps = per_epoch * config.epochs
         optimizer, options = _optimizer(config, student, total_steps, per_epoch)
-        distiller = Distiller(student, teachers, **options)
+        distiller = Distiller(student, **_teacher_roles(config, teachers, total_steps), **options)
         distiller.compile(optimizer=optimizer)
         distiller.optimizer.build(student.trainable_variables)
 
-    # Every worker of a multi-worker run saves (a collective operation); only the chief's files count.
-    checkpoints = out / "checkpoints" if chief else out / f"worker-{_task()[1]}" / "checkpoints"
+    # Every worker of a multi-worker run saves (a collective operation); only the chief's files
+    # count: the others write to a temporary folder that is removed at the end, and all resume
+    # from the chief's checkpoints (the output folder must be on a file system they share).
+    checkpoints = out / "checkpoints" if chief else Path(tempfile.mkdtemp(prefix=f"larq-poke-worker{_task()[1]}-"))
     checkpoint = tf.train.Checkpoint(student=student, optimizer=distiller.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoints), max_to_keep=2)
     start_step = 0
-    if config.resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints")) if config.resume else None
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
         start_step = int(distiller.optimizer.iterations.numpy())
     if chief:
         (out / "run.json").parent.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
 
     stopper = _checkpoint_callback(manager, config.checkpoint_every)
-    callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs"))]
+    callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs" if chief else checkpoints / "logs"))]
     if config.recipe == "pokebnn":
         from larq_poke.train.switches import PokeBNNSwitches
 
@@ -232,6 +275,12 @@ def train(config: TrainConfig) -> dict:
         if switches.quantizers:  # a PokeBNN student (other students have no switches)
             switches.calibration_images = next(iter(_epoch_batches(config, prep, image_size, 0)))[0].numpy()
             callbacks.insert(0, switches)
+    if config.recipe == "bnext":
+        from larq_poke.train.switches import BNextTemperature
+
+        temperature = BNextTemperature(student, total_steps)
+        if temperature.quantizers:  # a BNext student
+            callbacks.insert(0, temperature)
     step = start_step
     while step < total_steps:
         before = step
@@ -252,9 +301,11 @@ def train(config: TrainConfig) -> dict:
             break
     manager.save(checkpoint_number=int(distiller.optimizer.iterations.numpy()))
     if not chief:
+        shutil.rmtree(checkpoints, ignore_errors=True)
         return {"steps": int(distiller.optimizer.iterations.numpy())}
     student.save_weights(str(out / "weights.h5"))
     student.save(str(out / "model.keras"))
+    (out / PREPROCESSING_FILE).write_text(json.dumps(prep.to_dict(), indent=2))
 
     metrics = {"steps": int(distiller.optimizer.iterations.numpy()), "preprocessing": prep.to_dict()}
     tflite = _convert(student, prep, out, metrics)

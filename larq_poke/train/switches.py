@@ -1,25 +1,33 @@
-"""The quantization switches of the PokeBNN recipe, as a Keras callback.
+"""The quantization switches of the PokeBNN and BNext recipes, as Keras callbacks.
 
+**PokeBNN.**
 The official run binarizes activations from step 0, quantizes the conv weights from epoch 50 of
 800 (before that the convs use their latent float weights) and sets the multi-bit activation
 bounds of the stem, SE and head once, at step 7500 of about 124.8k, from the mean of the batches'
 per-channel max|x| (until then the bounds are the −1 "pass through" sentinel). Scaled to a run:
 weights from 50/800 of it, bounds at 7500/124800 of it.
 
+**BNext.** The official run binarizes weights softly, clamp(w / T, -1, 1), with the temperature
+T = 0.9^epoch over 512 epochs and plain sign once T < 1e-7 (epoch 153 on). Scaled to a run: at
+step s of S, T = 0.9^floor(512 · s / S), so sign from 153/512 of the run.
+
 ```python
-switches = PokeBNNSwitches(total_steps, calibration_images=first_batches)
+switches = PokeBNNSwitches(student, total_steps, calibration_images=first_batches)
 distiller.fit(data, callbacks=[switches])
+distiller.fit(data, callbacks=[BNextTemperature(student, total_steps)])
 ```
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
 
 from larq_poke.quantizers import PokeBinaryWeight, SignedWeightQuantizer
 
-__all__ = ["PokeBNNSwitches", "WEIGHT_SWITCH", "CALIBRATION_STEP"]
+__all__ = ["BNextTemperature", "PokeBNNSwitches", "WEIGHT_SWITCH", "CALIBRATION_STEP", "BNEXT_EPOCHS"]
 
 WEIGHT_SWITCH = 50 / 800
 CALIBRATION_STEP = 7500 / 124_800
@@ -84,3 +92,48 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for quantizer in self.quantizers:  # a saved or converted model is always quantized
             quantizer.active = True
+
+
+#: The official BNext run's length in epochs (the temperature's time scale).
+BNEXT_EPOCHS = 512
+
+
+class BNextTemperature(tf.keras.callbacks.Callback):
+    """BNext's weight temperature, T = 0.9^floor(512 · step / total_steps), on every
+    :class:`~larq_poke.layers.BNextWeightSign` of ``student``.
+
+    One shared scalar variable, set before every step from the optimizer's step count (so a
+    resumed run continues the schedule exactly); the binarizers go back to pure sign when
+    training ends, so saved and converted models are binary.
+    """
+
+    def __init__(self, student, total_steps: int, decay: float = 0.9, epochs: int = BNEXT_EPOCHS):
+        super().__init__()
+        from larq_poke.keras_graph import walk_layers
+        from larq_poke.layers.bnext import BNextWeightSign
+
+        self.total_steps = int(total_steps)
+        self.decay, self.epochs = float(decay), int(epochs)
+        self.quantizers = [
+            layer.kernel_quantizer for _, layer in walk_layers(student)
+            if isinstance(getattr(layer, "kernel_quantizer", None), BNextWeightSign)
+        ]
+        self.variable = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="bnext_temperature")
+
+    def temperature(self, step: int) -> float:
+        """T at optimizer step ``step``."""
+        return self.decay ** math.floor(self.epochs * step / max(self.total_steps, 1))
+
+    def on_train_begin(self, logs=None):
+        self.variable.assign(self.temperature(int(self.model.optimizer.iterations.numpy())))
+        for quantizer in self.quantizers:
+            quantizer.set_temperature(self.variable)
+        self.model.train_function = self.model.make_train_function(force=True)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.variable.assign(self.temperature(int(self.model.optimizer.iterations.numpy())))
+
+    def on_train_end(self, logs=None):
+        for quantizer in self.quantizers:
+            quantizer.set_temperature(None)
+        self.model.train_function = None  # traced with the soft branch

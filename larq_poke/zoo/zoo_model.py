@@ -37,7 +37,9 @@ class ZooModel(tf.keras.Model):
         serializables, so ``tf.keras.models.load_model`` rebuilds them from their config after
         ``import larq_poke``; pass ``save_traces=True`` to also store the traced functions.
         """
-        kwargs.setdefault("save_traces", False)
+        native = str(filepath).endswith(".keras") or kwargs.get("save_format") == "keras"
+        if not native:  # the .keras format stores no traces and refuses the argument
+            kwargs.setdefault("save_traces", False)
         return super().save(filepath, *args, **kwargs)
 
     def summary(self, *args, include_costs: bool = True, float_bits: int = 16, **kwargs):
