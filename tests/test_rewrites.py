@@ -1,6 +1,7 @@
 """The deployable-rewrite registry (no conversion here; tests/test_lce_convert.py checks that
 convert applies registered rewrites)."""
 
+import numpy as np
 import pytest
 
 import larq_poke  # noqa: F401
@@ -118,3 +119,35 @@ def test_bad_registrations_and_results():
     register_rewrite(Tagged, lambda m: None, name="broken")
     with pytest.raises(TypeError, match="returned None"):
         deployable(model_with(Tagged()))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (2, 5)])
+def test_zero_padded_binary_convs_on_maps_smaller_than_the_kernel_convert_exactly(shape, tmp_path):
+    """LCE 0.16 miscompiles SAME zero-padded binary convs whose input has a side below the kernel
+    size (the last stage of a network at 32x32); the small_maps rewrite makes the file match
+    Keras (checked in the LCE interpreter, independently of the converter's own parity check)."""
+    import larq as lq
+
+    from larq_poke.converters import convert
+    from larq_poke.layers import BNextBinaryConv2D
+    from larq_poke.train.evaluate import TFLiteClassifier
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((*shape, 16))
+    a = lq.layers.QuantConv2D(8, 3, padding="same", pad_values=0.0, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", bias_initializer="ones", name="larq")(inputs)
+    b = BNextBinaryConv2D(8, 3, name="bnext")(inputs)
+    c = lq.layers.QuantConv2D(8, 3, strides=2, padding="same", pad_values=0.0, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", name="strided")(inputs)
+    flat = [tf.keras.layers.Flatten()(t) for t in (a, b, c)]
+    model = tf.keras.Model(inputs, tf.keras.layers.Concatenate()(flat))
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if hasattr(layer, "kernel"):
+            layer.kernel.assign(rng.normal(size=layer.kernel.shape))
+    x = rng.normal(size=(6, *shape, 16)).astype(np.float32)
+    result = convert(model, sample_inputs=x)
+    assert "small_maps" in result.report.rewrites
+    assert result.report.op_counts["LceBconv2d"] == 3
+    (tmp_path / "m.tflite").write_bytes(result.flatbuffer)
+    np.testing.assert_allclose(TFLiteClassifier(str(tmp_path / "m.tflite"))(x), model.predict(x, verbose=0), atol=1e-4)

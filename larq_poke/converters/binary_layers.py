@@ -197,8 +197,11 @@ def _probe_kernel(quantizer, kernel) -> Tuple[Optional[str], Optional[str]]:
     output channel is ±s_c (LCE's check: s_c from the first element, |w/s_c| within 0.5 % of 1)."""
     if kernel is None:
         return "float_weights", "layer has no kernel"
+    import tensorflow as tf
+
     try:
-        values = np.asarray(quantizer(kernel), dtype=np.float64)
+        latent = getattr(kernel, "latent_variable", kernel)  # a Larq QuantizedVariable's own weights
+        values = np.asarray(quantizer(tf.constant(np.asarray(latent, np.float32))), dtype=np.float64)
     except Exception as err:
         return None, f"(kernel quantizer could not be probed: {type(err).__name__}: {err})"
     per_channel = values.reshape(-1, values.shape[-1])

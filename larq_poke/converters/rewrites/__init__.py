@@ -64,7 +64,11 @@ class Rewrite:
 _REGISTRY: List[Rewrite] = []
 
 #: The zoo families' rewrites, one module each; imported (and so registered) on first use.
-BUILTIN_REWRITES = ("larq_poke.converters.rewrites.pokebnn", "larq_poke.converters.rewrites.bnext")
+BUILTIN_REWRITES = (
+    "larq_poke.converters.rewrites.pokebnn",
+    "larq_poke.converters.rewrites.bnext",
+    "larq_poke.converters.rewrites.small_maps",  # last: on the families' rewritten convs too
+)
 
 
 def _load_builtin() -> None:

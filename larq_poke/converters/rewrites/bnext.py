@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_poke.converters.rewrites.common import (
+    ConstantAdd,
     ConvSpec,
     as_numpy,
     binary_conv,
@@ -159,30 +160,6 @@ class TorchPaddedBinaryConv(GraphLayer):
             if shape[axis] is not None:
                 shape[axis] = (shape[axis] + 2 * self._pad - k) // s + 1
         return tf.TensorShape(shape[:-1] + [self._filters])
-
-
-class ConstantAdd(GraphLayer):
-    """``x + c`` for a constant (1, H, W, C) map ``c``, as ADD_N.
-
-    LCE 0.16 folds an ADD / SUB of *any* constant that directly follows an ``LceBconv2d`` into
-    its per-channel ``post_activation_bias`` without checking the shape, and a (1, H, W, C) map
-    then makes the file fail to load ("NumDimensions(post_activation_bias) != 1"). ADD_N is not
-    folded. Its operands must have equal shapes, so ``c`` is broadcast to the batch first (a
-    SHAPE + BROADCAST_TO pair when the batch size is dynamic).
-    """
-
-    def __init__(self, constant=None, **kwargs):
-        super().__init__(**kwargs)
-        if constant is None:
-            raise ValueError("ConstantAdd needs its constant")
-        self._constant = np.asarray(constant, np.float32)
-
-    def call(self, inputs, training=None):
-        constant = tf.broadcast_to(tf.constant(self._constant), tf.shape(inputs))
-        return tf.math.add_n([inputs, constant])
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
 
 
 class MixedMeans(GraphLayer):

@@ -11,9 +11,11 @@ import numpy as np
 import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
+from larq_poke.layers.base import GraphLayer
 from larq_poke.no_autograph import without_autograph
 
 __all__ = [
+    "ConstantAdd",
     "ConvSpec",
     "as_numpy",
     "bn_affine",
@@ -98,3 +100,27 @@ def full_map_mean(x):
     if h is None or w is None:
         return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
     return tf.nn.avg_pool2d(x, (h, w), (h, w), "VALID")
+
+
+class ConstantAdd(GraphLayer):
+    """``x + c`` for a constant (1, H, W, C) map ``c``, as ADD_N.
+
+    LCE 0.16 folds an ADD / SUB of *any* constant that directly follows an ``LceBconv2d`` into
+    its per-channel ``post_activation_bias`` without checking the shape, and a (1, H, W, C) map
+    then makes the file fail to load ("NumDimensions(post_activation_bias) != 1"). ADD_N is not
+    folded. Its operands must have equal shapes, so ``c`` is broadcast to the batch first (a
+    SHAPE + BROADCAST_TO pair when the batch size is dynamic).
+    """
+
+    def __init__(self, constant=None, **kwargs):
+        super().__init__(**kwargs)
+        if constant is None:
+            raise ValueError("ConstantAdd needs its constant")
+        self._constant = np.asarray(constant, np.float32)
+
+    def call(self, inputs, training=None):
+        constant = tf.broadcast_to(tf.constant(self._constant), tf.shape(inputs))
+        return tf.math.add_n([inputs, constant])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
