@@ -260,3 +260,30 @@ def test_write_image_folder_round_trips_through_load_dataset(tmp_path):
         write_image_folder(tmp_path, "train", images.astype(np.float32), labels)
     with pytest.raises(ValueError, match="12 non-negative integers"):
         write_image_folder(tmp_path, "train", images, labels[:5])
+
+
+def test_a_tfds_dataset_without_labels_is_refused(tmp_path):
+    """A real (locally generated) TFDS data set with images only: no classifier can train on it."""
+    import tensorflow_datasets as tfds
+
+    class ImagesWithoutLabels(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=(8, 8, 3))}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            rng = np.random.default_rng(0)
+            for i in range(3):
+                yield i, {"image": rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)}
+
+    from larq_poke.data import dataset_info
+
+    with pytest.raises(DatasetError, match="no \\(image, label\\) supervised keys"):
+        dataset_info("images_without_labels", data_dir=str(tmp_path))
+    with pytest.raises(DatasetError, match="no \\(image, label\\) supervised keys"):
+        load_dataset("images_without_labels", "train", data_dir=str(tmp_path))

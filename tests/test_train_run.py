@@ -181,3 +181,20 @@ def test_multi_worker_command_trains_like_one_process(folder, tmp_path):
         np.testing.assert_allclose(multi[name], single[name], atol=1e-5, err_msg=name)
     assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
     assert json.loads((tmp_path / "multi" / "metrics.json").read_text())["steps"] == 12
+
+
+def test_bf16_training_saves_and_converts_a_float32_model(folder, models, tmp_path):
+    """--precision bf16 trains under mixed_bfloat16 (the binary conv's ±1 products in bfloat16)
+    and writes the float32 model: its Keras and TFLite scores are those of the same weights."""
+    out = tmp_path / "bf16"
+    config = TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(out), image_size=16,
+                         epochs=3, batch_size=4, lr=1e-2, precision="bf16", deterministic=True)
+    metrics = train(config)
+    assert metrics["steps"] == 18
+    saved = tf.keras.models.load_model(out / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    assert metrics["tflite"]["top1"] == metrics["keras"]["top1"]
+    with pytest.raises(TrainError, match="unknown --precision 'fp8'"):
+        train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "x"),
+                          image_size=16, precision="fp8"))

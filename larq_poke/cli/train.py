@@ -41,6 +41,9 @@ def add_subcommand(subparsers) -> None:
                         help="no random horizontal flips (digits, text)")
     parser.add_argument("--randaugment", default=None, metavar="SPEC",
                         help="timm RandAugment spec, or 'none' (default: the recipe's; bnext: rand-m7-mstd0.5-inc1)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bf16"),
+                        help="bf16: Keras' mixed_bfloat16 policy while training (float32 variables, "
+                        "batch-norm statistics and losses; the saved and converted model is float32)")
     parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
     parser.add_argument("--output", required=True, metavar="DIR")
     parser.add_argument("--resume", action="store_true")
@@ -59,7 +62,7 @@ def run(args) -> int:
         epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         lr=args.lr, checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
         deterministic=args.deterministic, distribute=args.distribute, crop_area=args.crop_area, flip=args.flip,
-        randaugment=args.randaugment,
+        randaugment=args.randaugment, precision=args.precision,
     )
     metrics = train(config)
     print(json.dumps(metrics.get("keras", {})))

@@ -107,7 +107,7 @@ class Distiller(tf.keras.Model):
         if self.assistants:
             branches = [lambda a=a: a(x, training=False) for a in self.assistants]
             logits.insert(0, tf.switch_case(self.phase(self.optimizer.iterations), branches))
-        return [tf.stop_gradient(t) for t in logits]
+        return [tf.stop_gradient(tf.cast(t, tf.float32)) for t in logits]
 
     def _loss(self, x, y, student_logits):
         if not self.teachers and not self.assistants:
@@ -130,7 +130,8 @@ class Distiller(tf.keras.Model):
     def train_step(self, data):
         x, y = data[0], data[1]
         with tf.GradientTape() as tape:
-            logits = self.student(x, training=True)
+            # float32 losses also under a mixed_bfloat16 / mixed_float16 policy
+            logits = tf.cast(self.student(x, training=True), tf.float32)
             loss = self._loss(x, y, logits)
             # The optimizer sums gradients over replicas: each replica's batch mean counts 1/R.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
@@ -146,7 +147,7 @@ class Distiller(tf.keras.Model):
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         x, y = data[0], data[1]
-        logits = self.student(x, training=False)
+        logits = tf.cast(self.student(x, training=False), tf.float32)
         loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
         self.loss_tracker.update_state(loss)
         self.accuracy.update_state(y, logits)

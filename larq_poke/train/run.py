@@ -19,6 +19,7 @@ with the weights of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,6 +32,8 @@ from typing import List, Optional
 __all__ = ["TrainConfig", "TrainError", "train", "RECIPES"]
 
 RECIPES = ("plain", "pokebnn", "bnext")
+#: ``--precision``: the Keras dtype policy of the student and teachers while training.
+PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}
 
 
 class TrainError(ValueError):
@@ -58,12 +61,13 @@ class TrainConfig:
     crop_area: Optional[float] = None
     flip: Optional[bool] = None
     randaugment: Optional[str] = None  # None: the recipe's; "none": off; else a timm spec
+    precision: str = "float32"  # or "bf16": Keras' mixed_bfloat16 policy while training
 
     def identity(self) -> dict:
         """What must match for ``resume``: the same run, not just the same folder."""
         keys = ("recipe", "model", "dataset", "teachers", "image_size", "epochs", "steps_per_epoch",
                 "batch_size", "lr", "seed", "deterministic", "crop_area", "flip",
-                "randaugment")
+                "randaugment", "precision")
         return {k: getattr(self, k) for k in keys}
 
     def preprocessing(self):
@@ -216,6 +220,8 @@ def train(config: TrainConfig) -> dict:
 
     if config.recipe not in RECIPES:
         raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
+    if config.precision not in PRECISIONS:
+        raise TrainError(f"unknown --precision {config.precision!r}; use {' or '.join(PRECISIONS)}.")
     chief = _is_chief(config)
     out = _check_output(config) if chief else Path(config.output)
     prep = config.preprocessing()
@@ -233,7 +239,7 @@ def train(config: TrainConfig) -> dict:
         tf.keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
 
-    with strategy.scope():
+    with strategy.scope(), _dtype_policy(PRECISIONS[config.precision]):
         student = load_model(config.model, input_size=config.image_size or 224, num_classes=info.num_classes)
         image_size = config.image_size or int(student.inputs[0].shape[1])
         prep = prep.with_size(image_size)
@@ -303,15 +309,22 @@ def train(config: TrainConfig) -> dict:
     if not chief:
         shutil.rmtree(checkpoints, ignore_errors=True)
         return {"steps": int(distiller.optimizer.iterations.numpy())}
+    if config.precision != "float32":  # save, convert and score the float32 model that deploys
+        trained = student
+        student = load_model(config.model, input_size=image_size, num_classes=info.num_classes)
+        student.set_weights(trained.get_weights())
     student.save_weights(str(out / "weights.h5"))
     student.save(str(out / "model.keras"))
     (out / PREPROCESSING_FILE).write_text(json.dumps(prep.to_dict(), indent=2))
 
     metrics = {"steps": int(distiller.optimizer.iterations.numpy()), "preprocessing": prep.to_dict()}
-    tflite = _convert(student, prep, out, metrics)
+    test = None
     if eval_split:
         test = load_dataset(config.dataset, eval_split, preprocessing=prep, image_size=image_size,
                             batch_size=config.batch_size, data_dir=config.data_dir)
+    samples = next(iter(test))[0].numpy()[:16] if test is not None else None
+    tflite = _convert(student, prep, out, metrics, samples)
+    if test is not None:
         metrics["keras"] = evaluate(student, test)
         if tflite is not None:
             metrics["tflite"] = evaluate(str(tflite), test)
@@ -319,9 +332,10 @@ def train(config: TrainConfig) -> dict:
     return metrics
 
 
-def _convert(student, prep, out: Path, metrics: dict) -> Optional[Path]:
-    """``model.tflite`` (the preprocessing in its metadata) and ``report.json``; float models,
-    which LCE has nothing to do for, get a note instead."""
+def _convert(student, prep, out: Path, metrics: dict, samples=None) -> Optional[Path]:
+    """``model.tflite`` (the preprocessing in its metadata) and ``report.json`` with the parity
+    on ``samples`` (evaluation images; random inputs without them); float models, which LCE has
+    nothing to do for, get a note instead."""
     from larq_poke.converters import convert
     from larq_poke.converters.binary_layers import find_binary_layers
     from larq_poke.converters.metadata import PREPROCESSING_KEY, add_metadata
@@ -329,12 +343,25 @@ def _convert(student, prep, out: Path, metrics: dict) -> Optional[Path]:
     if not find_binary_layers(student):
         metrics["tflite_note"] = "a float model: no LCE conversion (use tf.lite.TFLiteConverter)"
         return None
-    result = convert(student, verify=False)
+    result = convert(student, sample_inputs=samples)
     flatbuffer = add_metadata(result.flatbuffer, PREPROCESSING_KEY, json.dumps(prep.to_dict()).encode())
     path = out / "model.tflite"
     path.write_bytes(flatbuffer)
     (out / "report.json").write_text(result.report.to_json())
     return path
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy set to ``name`` while models are built, restored after."""
+    import tensorflow as tf
+
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def _checkpoint_callback(manager, every: int):

