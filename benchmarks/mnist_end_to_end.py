@@ -96,11 +96,6 @@ def larq_poke_command(*args: str) -> str:
     return result.stdout
 
 
-def last_metrics(output: str, prefix: str) -> dict:
-    line = [line for line in output.splitlines() if line.startswith(prefix)][-1]
-    return {k: float(v) for k, v in (field.split("=") for field in line.split()[1:])}
-
-
 def main(argv=None) -> dict:
     """Run the benchmark; returns the last line's figures plus ``teacher_top1``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,13 +124,14 @@ def main(argv=None) -> dict:
         began = time.perf_counter()
         run = out / "runs" / recipe
         lr = ["--lr", str(args.pokebnn_lr)] if recipe == "pokebnn" else ["--randaugment", "none"]
-        trained = larq_poke_command("train", recipe, "--model", STUDENTS[recipe], "--teacher",
+        larq_poke_command("train", recipe, "--model", STUDENTS[recipe], "--teacher",
                                     str(teacher / "model.keras"), *common, *lr, "--epochs", str(args.student_epochs),
                                     "--output", str(run))
         metrics = json.loads((run / "metrics.json").read_text())
-        evaluated = larq_poke_command("eval", str(run / "model.tflite"), "--dataset", str(digits), "--split", "test")
-        tflite = last_metrics(evaluated, "eval:")
-        figures[f"{recipe}_keras_top1"] = last_metrics(trained, "train:")["top1"]
+        evaluated = larq_poke_command("eval", str(run / "model.tflite"), "--dataset", str(digits), "--split", "test",
+                                      "--json")
+        tflite = json.loads([line for line in evaluated.splitlines() if line.startswith("{")][-1])
+        figures[f"{recipe}_keras_top1"] = metrics["keras"]["top1"]
         figures[f"{recipe}_tflite_top1"] = tflite["top1"]
         if abs(metrics["tflite"]["top1"] - tflite["top1"]) > 1e-9:
             raise SystemExit(f"{recipe}: the trainer's TFLite top-1 {metrics['tflite']['top1']} differs from "
