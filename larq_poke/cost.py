@@ -19,7 +19,10 @@ Definitions (per image, batch ignored):
   (the convention that reproduces BNext's published degrees).
 * **Packed size**: binary weights at 1 bit, k-bit weights at k bits, everything else fp32;
   BatchNorm counts 2 values per channel (its inference scale and offset), like
-  ``larq.models.summary``. **Storable size**: the same with multi-bit weights rounded up to int8 /
+  ``larq.models.summary``. Training-only terms that fold away at inference (a layer or quantizer
+  with ``folds_at_inference = True``: BiNeal's α, λ, k and activation terms, which become the
+  stored signs and the BN-sized affines / thresholds) are counted in the parameters but not in
+  the sizes. **Storable size**: the same with multi-bit weights rounded up to int8 /
   int16 (TFLite stores no int2 / int4): what an int8 LCE file can hold at
   best.
 
@@ -336,8 +339,10 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         own = [w for w in layer.weights if id(w) not in child_weights and id(w) not in seen_weights]
         seen_weights.update(id(w) for w in own)
         params = int(sum(np.prod(w.shape) for w in own))
-        packed_bits += _packed_bits(layer, own)
-        storable_bits += _packed_bits(layer, own, byte_aligned=True)
+        folded = {id(w) for part in [layer, *_children(layer)] if getattr(part, "folds_at_inference", False) for w in part.weights}
+        stored = [w for w in own if id(w) not in folded]
+        packed_bits += _packed_bits(layer, stored)
+        storable_bits += _packed_bits(layer, stored, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])
         if not terms:
             if params:

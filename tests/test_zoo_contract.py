@@ -17,11 +17,11 @@ from larq_poke.zoo.registry import model_constructor
 MODELS = list_models()
 # Models whose parameters alone take minutes to initialise on 2 cores; their argument checks run,
 # their builds are covered by the family tests (BNext-T / S, PokeBNN 0.5x-1.0x build there).
-LARGE = {"bnext-m", "bnext-l", "pokebnn-1.5x", "pokebnn-2.0x"}
+LARGE = {"bnext-m", "bnext-l", "pokebnn-1.5x", "pokebnn-2.0x", "bineal-2.0x"}
 
 
 def test_registry_lists_every_family():
-    assert {name.split("-")[0] for name in MODELS} == {"pokebnn", "bnext"}
+    assert {name.split("-")[0] for name in MODELS} == {"pokebnn", "bnext", "bineal"}
     assert MODELS == sorted(MODELS)
     with pytest.raises(KeyError, match="Known models"):
         model_constructor("resnet-50")

@@ -22,6 +22,7 @@ _EXPORTS = {
     "QuantizationInfoError": "larq_poke.converters.conversion_report",
     "StrictConversionError": "larq_poke.converters.conversion_report",
     "deployable": "larq_poke.converters.rewrites",
+    "fold_bineal": "larq_poke.converters.rewrites.bineal",
 }
 
 __all__ = sorted(_EXPORTS)

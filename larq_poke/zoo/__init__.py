@@ -14,11 +14,13 @@ from larq_poke.zoo import gdrive, weights
 from larq_poke.zoo.loading import ImportReport, import_weights, load_weights
 from larq_poke.zoo.pokebnn import PokeBNN
 from larq_poke.zoo.registry import build, list_models
+from larq_poke.zoo.bineal import BiNeal
 from larq_poke.zoo.bnext import BNext, BNext18, BNextL, BNextM, BNextS, BNextT
 
 weights.register_transport("gdrive", gdrive.open_gdrive)
 
 __all__ = [
+    "BiNeal",
     "BNext",
     "BNext18",
     "BNextL",

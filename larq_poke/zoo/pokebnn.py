@@ -34,7 +34,7 @@ from larq_poke.layers.pokebnn import poke_conv, poke_init, pokeconv_names, pokec
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.loading import Family, ImportReport, load_weights, register_family
-from larq_poke.zoo.zoo_model import ZooModel, model_input
+from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
 __all__ = ["PokeBNN", "MODELS", "stage_plan", "load_pokebnn_flax", "official_state", "official_variable_map"]
 
@@ -49,12 +49,6 @@ NO_IMAGENET_WEIGHTS = (
     "(flax.training.checkpoints file, or an .npz of its variables) or a Keras weights file, or "
     "train one with larq_poke's PokeBNN recipe."
 )
-
-
-def width_label(width_multiplier: float) -> str:
-    """``0.5 -> "0.5"``, ``1 -> "1.0"``: the width as written in zoo names (``pokebnn-1.0x``)."""
-    label = f"{float(width_multiplier):g}"
-    return label if "." in label or "e" in label else label + ".0"
 
 
 def stage_plan(width_multiplier: float):

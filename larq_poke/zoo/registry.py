@@ -18,7 +18,7 @@ from typing import Callable, Dict, List
 
 __all__ = ["build", "list_models", "model_constructor"]
 
-_FAMILY_MODULES = ("larq_poke.zoo.pokebnn", "larq_poke.zoo.bnext")
+_FAMILY_MODULES = ("larq_poke.zoo.pokebnn", "larq_poke.zoo.bnext", "larq_poke.zoo.bineal")
 
 
 def _models() -> Dict[str, Callable]:

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
 
-__all__ = ["ZooModel", "model_input", "check_weights_argument"]
+__all__ = ["ZooModel", "model_input", "check_weights_argument", "width_label"]
 
 
 @register_serializable
@@ -107,3 +107,9 @@ def model_input(
         return img_input, img_input
     inputs = tf.keras.utils.get_source_inputs(input_tensor)
     return inputs, input_tensor
+
+
+def width_label(width_multiplier: float) -> str:
+    """``0.5 -> "0.5"``, ``1 -> "1.0"``: the width as written in zoo names (``pokebnn-1.0x``)."""
+    label = f"{float(width_multiplier):g}"
+    return label if "." in label or "e" in label else label + ".0"

@@ -67,6 +67,7 @@ _REGISTRY: List[Rewrite] = []
 BUILTIN_REWRITES = (
     "larq_poke.converters.rewrites.pokebnn",
     "larq_poke.converters.rewrites.bnext",
+    "larq_poke.converters.rewrites.bineal",
     "larq_poke.converters.rewrites.small_maps",  # last: on the families' rewritten convs too
 )
 

@@ -60,6 +60,7 @@ import numpy as np
 import tensorflow as tf
 
 from larq_poke.converters.rewrites.common import (
+    ChannelAffine,
     ConstantAdd,
     ConvSpec,
     as_numpy,
@@ -67,6 +68,7 @@ from larq_poke.converters.rewrites.common import (
     bn_affine,
     full_map_mean,
     padding_correction,
+    shifted_batch_norm,
 )
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional, walk_layers
@@ -186,26 +188,6 @@ class MixedMeans(GraphLayer):
         return tf.TensorShape([shape[0], 1, 1, shape[-1]])
 
 
-class ChannelAffine(GraphLayer):
-    """``x · scale + shift`` with per-channel constants (either may be None)."""
-
-    def __init__(self, scale=None, shift=None, **kwargs):
-        super().__init__(**kwargs)
-        self._scale = None if scale is None else np.asarray(scale, np.float32)
-        self._shift = None if shift is None else np.asarray(shift, np.float32)
-
-    def call(self, inputs, training=None):
-        y = inputs
-        if self._scale is not None:
-            y = y * self._scale
-        if self._shift is not None:
-            y = y + self._shift
-        return y
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
-
-
 # --- the rewrite ---------------------------------------------------------------------------------
 def bnext_deployable(model):
     """The LCE-friendly, numerically equivalent form of a functional model with BNext layers.
@@ -261,7 +243,7 @@ def bnext_deployable(model):
         if layer.name in shifted_bns:
             return ChannelAffine(shift=moves.shift(layer.name), name=layer.name)(args[0])
         if layer.name in moves.bn_shifts:
-            return _shifted_batch_norm(layer, moves.bn_shifts[layer.name])(args[0])
+            return shifted_batch_norm(layer, moves.bn_shifts[layer.name])(args[0])
         if len(inbound) == 1 and id(inbound[0]) in pending:
             correction = pending.pop(id(inbound[0]))
             scale, _ = bn_affine(layer)
@@ -480,17 +462,6 @@ class _MoveFolds:
 
 def _is_channel_last_4d(tensor) -> bool:
     return len(tensor.shape) == 4 and tensor.shape[-1] is not None
-
-
-def _shifted_batch_norm(layer, delta):
-    """A copy of an inference BatchNormalization (with a beta) with ``delta`` added to it."""
-    new = tf.keras.layers.BatchNormalization.from_config(layer.get_config())
-    new.build(layer.input_shape)
-    weights = layer.get_weights()  # [gamma,] beta, moving_mean, moving_variance
-    index = 1 if layer.scale else 0
-    weights[index] = (weights[index] + delta).astype(np.float32)
-    new.set_weights(weights)
-    return new
 
 
 def _trimmed_zero_padding(layer, inbound, users):

@@ -15,6 +15,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.no_autograph import without_autograph
 
 __all__ = [
+    "ChannelAffine",
     "ConstantAdd",
     "ConvSpec",
     "as_numpy",
@@ -23,6 +24,7 @@ __all__ = [
     "channel_prelu",
     "full_map_mean",
     "padding_correction",
+    "shifted_batch_norm",
 ]
 
 
@@ -124,3 +126,34 @@ class ConstantAdd(GraphLayer):
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
+
+
+class ChannelAffine(GraphLayer):
+    """``x · scale + shift`` with per-channel constants (either may be None)."""
+
+    def __init__(self, scale=None, shift=None, **kwargs):
+        super().__init__(**kwargs)
+        self._scale = None if scale is None else np.asarray(scale, np.float32)
+        self._shift = None if shift is None else np.asarray(shift, np.float32)
+
+    def call(self, inputs, training=None):
+        y = inputs
+        if self._scale is not None:
+            y = y * self._scale
+        if self._shift is not None:
+            y = y + self._shift
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
+def shifted_batch_norm(layer, delta):
+    """A copy of an inference BatchNormalization (with a beta) with ``delta`` added to it."""
+    new = tf.keras.layers.BatchNormalization.from_config(layer.get_config())
+    new.build(layer.input_shape)
+    weights = layer.get_weights()  # [gamma,] beta, moving_mean, moving_variance
+    index = 1 if layer.scale else 0
+    weights[index] = (weights[index] + delta).astype(np.float32)
+    new.set_weights(weights)
+    return new

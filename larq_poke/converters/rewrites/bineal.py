@@ -1,0 +1,298 @@
+"""BiNeal's inference form: every gain term and batch norm folded into binary convs, per-channel
+affines and thresholds (:func:`fold_bineal`), registered as the deployable rewrite of models with
+:class:`~larq_poke.layers.bineal.BiNealSign` layers.
+
+Per block (``../specs/bineal.md`` §1, §6, D7), with ``conv`` the integer output of a ±1 conv with
++1 padding and ``t`` the threshold of a :class:`BiNealSign` (its output bit is ``z ≥ t``):
+
+* **main conv 1 → BN → sign.** With ``a = BN scale · k · λ`` and ``c`` the BN shift, the bit is
+  ``a · conv + c ≥ t``. Channels with ``a < 0`` get their weights negated (the bit is then
+  ``−conv ≥ (c − t) / a``); the threshold is snapped to the integer grid the conv can reach
+  (values of the parity of its fan-in K), so the deployed conv is followed by one integer shift,
+  ``conv − (u − 1)``, which is never 0: the comparison is exact. LCE turns conv → ADD → sign into
+  an ``LceBconv2d`` that writes **bit-packed** output through per-channel thresholds.
+* **main conv 2, skip conv → BN → add → BN → sign.** The last BN and the threshold are linear in
+  the sum, so they fold into the two branch affines: ``main' = s₃a₂ · conv₂ + s₃c₂ + c₃ − t``,
+  ``skip' = s₃aₛ · convₛ + s₃cₛ``; the block output is ``sign(main' + skip')``. Both convs write
+  float through their fused multiplier and bias, the ADD is the block's only float op, and the
+  sign becomes the ``LceQuantize`` of the next block's convs (an explicit sign where the
+  consumer is not a binary conv).
+* **α** disappears into the stored signs ``sign(α ⊙ w)``; **k · λ** into the affines.
+* A standalone :class:`BiNealSign` (the stem's) becomes a shift of the batch norm before it (through
+  a max pool, which commutes with it) or a per-channel ADD.
+
+```python
+from larq_poke.converters import fold_bineal
+inference = fold_bineal(trained_model)          # same outputs in inference mode
+```
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from larq_poke.converters.rewrites import register_rewrite
+from larq_poke.converters.rewrites.common import (
+    ChannelAffine,
+    ConvSpec,
+    as_numpy,
+    binary_conv,
+    bn_affine,
+    shifted_batch_norm,
+)
+from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional
+from larq_poke.layers.base import GraphLayer
+from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
+from larq_poke.serialization import register_serializable
+
+__all__ = ["BinarySign", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+
+
+class UntrainedModelError(ValueError):
+    """The model's batch norms still hold their initial statistics (never trained)."""
+
+
+@register_serializable
+class BinarySign(GraphLayer):
+    """``x ≥ 0 ? +1 : −1``: a block's output sign where no binary conv consumes it."""
+
+    def call(self, inputs):
+        return tf.where(inputs >= 0, tf.ones_like(inputs), -tf.ones_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
+# --- thresholds ---------------------------------------------------------------------------------
+def sign_threshold(act: BiNealSign) -> np.ndarray:
+    """Per-channel ``t`` with ``act(x) = +1 ⇔ x ≥ t`` (float64).
+
+    ``b1 + PReLU_β(x + b0) − τ ≥ 0 ⇔ x ≥ P⁻¹(τ − b1) − b0`` with ``P⁻¹(y) = y`` for ``y ≥ 0`` and
+    ``y / β`` otherwise; needs β > 0 (ValueError naming the channels otherwise).
+    """
+    b0, slope, b1, tau = (as_numpy(v).astype(np.float64) for v in (act.b0, act.slope, act.b1, act.tau))
+    bad = np.flatnonzero(~(slope > 0))
+    if bad.size:
+        raise ValueError(
+            f"{act.name}: PReLU slope β must be > 0 to fold into a threshold (the map must be "
+            f"increasing in every channel); channels {bad[:8].tolist()} have β = "
+            f"{slope[bad[:8]].tolist()}, which breaks monotonicity."
+        )
+    y = tau - b1
+    return np.where(y >= 0, y, y / slope) - b0
+
+
+def _signs_and_gain(conv) -> "tuple[np.ndarray, np.ndarray]":
+    """The stored ±1 kernel ``sign(α ⊙ w)`` (sign(0) = +1) and the per-channel gain ``k · λ``."""
+    quantizer = conv.kernel_quantizer
+    if not isinstance(quantizer, BiNealWeight):
+        raise TypeError(f"{conv.name}: expected a BiNealWeight kernel quantizer, got {type(quantizer).__name__}")
+    latent = as_numpy(getattr(conv.kernel, "latent_variable", conv.kernel)).astype(np.float64)
+    alpha = as_numpy(quantizer.alpha).astype(np.float64)
+    signs = np.where(alpha * latent >= 0, 1.0, -1.0)
+    gain = as_numpy(quantizer.k).astype(np.float64) * as_numpy(quantizer.scale).astype(np.float64)
+    return signs, gain
+
+
+def _affine(conv, bn) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+    """``bn(conv(x)) = a · (signs ⊛ x) + c``: (signs, a, c)."""
+    signs, gain = _signs_and_gain(conv)
+    scale, shift = (v.astype(np.float64) for v in bn_affine(bn))
+    return signs, scale * gain, shift
+
+
+def _snapped_shift(a, c, t, fan_in: int) -> "tuple[np.ndarray, np.ndarray]":
+    """For ``bit = a·conv + c ≥ t`` on integer convs of parity ``fan_in``: per-channel weight flips
+    (±1) and the shift ``−(u − 1)`` with ``bit = flip·conv − (u − 1) > 0``."""
+    flip = np.where(a < 0, -1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (t - c) / a * flip  # flip·conv ≥ bound
+    # a = 0: the bit is the constant (c ≥ t).
+    bound = np.where(a == 0, np.where(c >= t, -np.inf, np.inf), bound)
+    bound = np.clip(bound, -fan_in - 1, fan_in + 1)
+    u = fan_in - 2 * np.floor((fan_in - bound) / 2)  # smallest reachable value ≥ bound
+    return flip, -(u - 1)
+
+
+# --- checks -------------------------------------------------------------------------------------
+def _is_untrained(bn) -> bool:
+    return bool(np.all(as_numpy(bn.moving_mean) == 0) and np.all(as_numpy(bn.moving_variance) == 1))
+
+
+def _check_trained(bns: List, allow_untrained: bool) -> None:
+    untrained = [bn.name for bn in bns if _is_untrained(bn)]
+    if not untrained:
+        return
+    if len(untrained) < len(bns):
+        raise UntrainedModelError(
+            f"{len(untrained)} of {len(bns)} batch norms still hold their initial statistics "
+            f"(moving mean 0, variance 1), e.g. {', '.join(untrained[:3])}: the model is partly "
+            "trained or partly loaded; folding it would deploy wrong thresholds."
+        )
+    if not allow_untrained:
+        raise UntrainedModelError(
+            f"none of the model's {len(bns)} batch norms was ever trained (moving mean 0, "
+            "variance 1 everywhere): folding would freeze initial thresholds. Train or load "
+            "weights first, or pass allow_untrained=True (e.g. for latency measurements)."
+        )
+
+
+def _check_finite(model) -> None:
+    for weight in model.weights:
+        if not np.all(np.isfinite(as_numpy(weight))):
+            raise ValueError(f"weight {weight.name} holds NaN or infinite values; nothing to fold.")
+
+
+# --- the fold -----------------------------------------------------------------------------------
+def _deploy_conv(conv, signs: np.ndarray, name: str):
+    layer = binary_conv(ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding), name, pad_values=1.0)
+    layer.build(conv.input_shape)
+    layer.set_weights([signs.astype(np.float32)])
+    return layer
+
+
+def _consumers(model) -> Dict[int, list]:
+    users = defaultdict(list)
+    for layer, inbound, _ in model_nodes(model):
+        for tensor in inbound:
+            users[id(tensor)].append(layer)
+    return users
+
+
+def _feeds_only_sign_convs(output, users, model_outputs) -> bool:
+    """Every consumer binarizes its input with a plain sign (a binary conv's ste_sign)."""
+    if any(output is t for t in model_outputs):
+        return False
+    consumers = users.get(id(output), [])
+    return bool(consumers) and all(
+        isinstance(layer, lq.layers.QuantConv2D) and isinstance(layer.input_quantizer, lq.quantizers.SteSign)
+        for layer in consumers
+    )
+
+
+def _standalone_bn(model, act, users) -> Optional[object]:
+    """The BatchNormalization feeding standalone ``act`` directly or through max pools, each link
+    used only by the next one; None otherwise."""
+    tensor = node_inputs(model, act)[0]
+    producers = {id(out): layer for layer, _, out in model_nodes(model)}
+    while True:
+        layer = producers.get(id(tensor))
+        if layer is None or len(users.get(id(tensor), [])) != 1:
+            return None
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            return layer
+        if not isinstance(layer, tf.keras.layers.MaxPool2D):
+            return None
+        tensor = node_inputs(model, layer)[0]
+
+
+def fold_bineal(model, *, allow_untrained: bool = False):
+    """The inference form of a BiNeal model (see the module docstring); the argument is not
+    modified, and its eval-mode outputs are those of the result.
+
+    ```python
+    inference = fold_bineal(model)
+    np.testing.assert_allclose(inference(x), model(x, training=False), atol=1e-4)
+    ```
+
+    # Raises
+        UntrainedModelError: some batch norms hold their initial statistics (always an error), or
+            all of them do and ``allow_untrained`` is False.
+        ValueError: a BiNealSign's slope is not positive (the terms are not monotonic), a weight is
+            not finite, or the model is not a functional model with BiNeal blocks.
+    """
+    if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ValueError("fold_bineal needs a functional Keras model")
+    blocks = [bineal_block_parts(model, name) for name in bineal_block_names(model)]
+    acts = [layer for layer in model.layers if isinstance(layer, BiNealSign)]
+    if not acts:
+        raise ValueError(f"model {model.name!r} has no BiNealSign layer: nothing to fold")
+    _check_finite(model)
+    in_blocks = {id(getattr(b, part)) for b in blocks for part in ("act1", "act2")}
+    standalone = [act for act in acts if id(act) not in in_blocks]
+    users = _consumers(model)
+    outputs = list(model.outputs)
+    stem_bns = {act.name: _standalone_bn(model, act, users) for act in standalone}
+    bns = [getattr(b, part) for b in blocks for part in ("bn1", "bn2", "skip_bn", "bn3")]
+    _check_trained(bns + [bn for bn in stem_bns.values() if bn is not None], allow_untrained)
+
+    replace = {}  # layer name -> function(args, new) -> tensor
+    for b in blocks:
+        replace.update(_block_substitutes(model, b, users, outputs))
+    for act in standalone:
+        replace.update(_standalone_substitutes(model, act, stem_bns[act.name], users, outputs))
+
+    def substitute(layer, args, inbound, output, new):
+        fn = replace.get(layer.name)
+        return fn(args, new) if fn is not None else None
+
+    return rebuild_functional(model, substitute)
+
+
+def _finish(x, act_output, users, outputs, name):
+    return x if _feeds_only_sign_convs(act_output, users, outputs) else BinarySign(name=name)(x)
+
+
+def _block_substitutes(model, b, users, outputs) -> dict:
+    block_input = node_inputs(model, b.conv1)[0]
+    # main conv 1 -> bn1 -> act1: bit-packed through a snapped threshold
+    signs1, a1, c1 = _affine(b.conv1, b.bn1)
+    t1 = sign_threshold(b.act1)
+    fan_in1 = int(np.prod(signs1.shape[:3]))
+    flip, shift1 = _snapped_shift(a1, c1, t1, fan_in1)
+    conv1 = _deploy_conv(b.conv1, signs1 * flip, f"{b.name}.conv1")
+    # main conv 2 and skip, the last BN and threshold folded into the branch affines
+    signs2, a2, c2 = _affine(b.conv2, b.bn2)
+    signs_s, a_s, c_s = _affine(b.skip, b.skip_bn)
+    s3, c3 = (v.astype(np.float64) for v in bn_affine(b.bn3))
+    t3 = sign_threshold(b.act2)
+    conv2 = _deploy_conv(b.conv2, signs2, f"{b.name}.conv2")
+    skip = _deploy_conv(b.skip, signs_s, f"{b.name}.skip")
+    main_affine = ChannelAffine(s3 * a2, s3 * c2 + c3 - t3, name=f"{b.name}.bn2")
+    skip_affine = ChannelAffine(s3 * a_s, s3 * c_s, name=f"{b.name}.skip_bn")
+    act2_out = node_output(model, b.act2)
+
+    def whole_block(args, new):
+        x = new(block_input)
+        h = ChannelAffine(shift=shift1, name=f"{b.name}.threshold1")(conv1(x))
+        h = main_affine(conv2(h))
+        s = skip_affine(skip(x))
+        y = tf.keras.layers.Add(name=f"{b.name}.add")([h, s])
+        return _finish(y, act2_out, users, outputs, f"{b.name}.sign")
+
+    inner = {getattr(b, part).name for part in ("conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3")}
+    subs = {name: (lambda args, new: args[0]) for name in inner}
+    subs[b.act2.name] = whole_block
+    return subs
+
+
+def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
+    t = sign_threshold(act)
+    act_out = node_output(model, act)
+    if bn is not None:
+        shifted = shifted_batch_norm(bn, (-t).astype(np.float32))
+        return {
+            bn.name: lambda args, new: shifted(args[0]),
+            act.name: lambda args, new: _finish(args[0], act_out, users, outputs, f"{act.name}.sign"),
+        }
+    affine = ChannelAffine(shift=-t, name=act.name)
+    return {act.name: lambda args, new: _finish(affine(args[0]), act_out, users, outputs, f"{act.name}.sign")}
+
+
+@register_rewrite(BiNealSign, name="bineal")
+def bineal_deployable(model, *, int8: bool = False):
+    """:func:`fold_bineal` as the converter's rewrite. Models whose batch norms were never
+    trained (a freshly built model, converted for a latency or op census) are folded too; a
+    partly trained one is refused. ``int8=True``: the 8-bit stem and classifier are not yet
+    emitted as int8 ops (ValueError)."""
+    if int8:
+        raise ValueError(
+            "int8 conversion of BiNeal's 8-bit stem and classifier is not implemented yet; "
+            "convert with int8=False (binary body, float stem and classifier)."
+        )
+    return fold_bineal(model, allow_untrained=True)

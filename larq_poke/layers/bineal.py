@@ -1,0 +1,277 @@
+"""BiNeal's building blocks in their training ("over-parameterized") form.
+
+BiNeal (Nie et al., DJI, arXiv 2202.03716: "binary weights and no real-valued activations") keeps
+every activation of its binary body at 1 bit: a block takes ±1 maps and emits ±1 maps, and every
+learnable gain term folds into per-channel thresholds at inference
+(:func:`larq_poke.converters.fold_bineal`). No official code exists; the choices below are the
+project's (``../specs/bineal.md`` D1, D4, D5), made so that every term folds exactly:
+
+* :class:`BiNealWeight`: the weight terms, w_b = k · λ ⊙ sign(α ⊙ w). α is trainable per output
+  channel, per (input, output) pair or per element and enters only through the sign
+  (straight-through gradient, |α w| ≤ 1); λ is per output channel, k one scalar per conv. At
+  inference α disappears into the stored signs and k · λ into the following affine.
+* :class:`BiNealSign`: the activation terms before each sign,
+  ``sign(b1 + PReLU_β(x + b0) − τ)`` with per-channel b0, b1, τ and a PReLU slope β kept
+  positive by a constraint, so the map is increasing in every channel and collapses to one
+  threshold. Forward, only the threshold matters; the terms shape the straight-through gradient
+  window (ReActNet's RSign / RPReLU roles).
+* :func:`bineal_block`: main path binary 3×3 conv (stride s) → BN → BiNealSign → binary 3×3 conv
+  → BN; skip path binary conv (1×1 by default, ``skip_kernel=3`` for the "BOLD"-like variant,
+  stride s) → BN, on every block; add → BN → BiNealSign. Binary convs pad with +1
+  (``pad_values=1``), the padding LCE's bit-packed kernels use, so the trained and the
+  deployed arithmetic are the same integers.
+
+```python
+import tensorflow as tf
+from larq_poke.layers.bineal import BiNealSign, bineal_block
+x = tf.keras.Input((32, 32, 64))
+y = bineal_block(BiNealSign(name="in_sign")(x), 128, strides=2, name="stage2.block1")
+tf.keras.Model(x, y).summary()   # stage2.block1.conv1, .bn1, .act1, .conv2, ... .act2
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import larq as lq
+import tensorflow as tf
+
+from larq_poke.keras_graph import quiet_larq_warnings
+from larq_poke.layers.base import GraphLayer
+from larq_poke.no_autograph import without_autograph
+from larq_poke.serialization import register_serializable
+
+__all__ = [
+    "ALPHA_GRANULARITIES",
+    "BN_EPSILON",
+    "BN_MOMENTUM",
+    "BiNealBlockParts",
+    "BiNealSign",
+    "BiNealWeight",
+    "MinValue",
+    "bineal_block",
+    "bineal_block_names",
+    "bineal_block_parts",
+    "bineal_conv",
+]
+
+#: α granularities: per output channel (N), per (input, output) pair (N × C), per element.
+ALPHA_GRANULARITIES = ("channel", "pair", "element")
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+#: The smallest PReLU slope the training constraint allows (monotonic, never flat).
+MIN_SLOPE = 1e-3
+
+# The parts of a block, in graph order (layer name = f"{block}.{part}").
+BLOCK_PARTS = ("conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3", "act2")
+
+
+def _sign_ste(x):
+    """sign(x) with sign(0) = +1 (Larq and LCE) and the clipped straight-through gradient."""
+    clipped = tf.clip_by_value(x, -1.0, 1.0)
+    hard = tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
+    return clipped + tf.stop_gradient(hard - clipped)
+
+
+@register_serializable
+class MinValue(tf.keras.constraints.Constraint):
+    """Keeps a weight at or above ``min_value`` after every optimizer step (BiNeal's positive
+    PReLU slopes)."""
+
+    def __init__(self, min_value: float = MIN_SLOPE):
+        self.min_value = float(min_value)
+
+    def __call__(self, w):
+        return tf.maximum(w, tf.cast(self.min_value, w.dtype))
+
+    def get_config(self):
+        return {"min_value": self.min_value}
+
+
+@register_serializable
+class BiNealWeight(lq.quantizers.Quantizer):
+    r"""BiNeal's weight terms as a Larq kernel quantizer: \(w_b = k\,\lambda \odot
+    \mathrm{sign}(\alpha \odot w)\).
+
+    ```python
+    conv = lq.layers.QuantConv2D(64, 3, input_quantizer="ste_sign",
+                                 kernel_quantizer=BiNealWeight("pair"), pad_values=1.0,
+                                 padding="same", use_bias=False)
+    ```
+
+    The quantized kernel is ±|kλ_n| in every output channel n, the form LCE binarizes. α only
+    enters through the sign and gets the straight-through gradient (as w does); λ (per output
+    channel) and k (one scalar) get exact gradients. All start at 1.
+
+    # Arguments
+    alpha: ``"channel"`` (one α per output channel), ``"pair"`` (per input × output channel) or
+        ``"element"`` (one per kernel element).
+    """
+
+    precision = 1
+    #: α, λ and k are training-only: the stored kernel is sign(α ⊙ w), k·λ folds into the BN.
+    folds_at_inference = True
+
+    def __init__(self, alpha: str = "channel", **kwargs):
+        if alpha not in ALPHA_GRANULARITIES:
+            raise ValueError(
+                f"alpha must be one of {', '.join(ALPHA_GRANULARITIES)}, got {alpha!r}."
+            )
+        self.alpha_granularity = alpha
+        super().__init__(**kwargs)
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        if len(shape) != 4 or None in shape:
+            raise ValueError(f"BiNealWeight needs a static 4-D conv kernel, got {shape}.")
+        cin, cout = shape[2], shape[3]
+        alpha_shape = {"channel": (cout,), "pair": (cin, cout), "element": tuple(shape)}[
+            self.alpha_granularity
+        ]
+        self.alpha = self.add_weight(name="alpha", shape=alpha_shape, initializer="ones")
+        self.scale = self.add_weight(name="lambda", shape=(cout,), initializer="ones")
+        self.k = self.add_weight(name="k", shape=(), initializer="ones")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        alpha = tf.cast(self.alpha, inputs.dtype)
+        signs = _sign_ste(alpha * inputs)
+        return signs * tf.cast(self.k * self.scale, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha_granularity}
+
+
+@register_serializable
+class BiNealSign(GraphLayer):
+    r"""BiNeal's activation terms and sign: \(\mathrm{sign}(b_1 + \mathrm{PReLU}_\beta(x + b_0)
+    - \tau)\), per channel, with sign(0) = +1.
+
+    ```python
+    y = BiNealSign(name="act")(x)     # ±1, same shape as x
+    ```
+
+    β starts at 0.25 and is kept ≥ 1e-3 by a constraint (:class:`MinValue`), b0, b1, τ start at
+    0. The gradient is straight-through where the sign's argument is within [-1, 1]. Because the
+    map is increasing in x for β > 0, the output bit is ``x ≥ θ`` for one threshold θ per channel
+    (:func:`larq_poke.converters.rewrites.bineal.sign_threshold`).
+    """
+
+    #: b0, β, b1 and τ are training-only: they fold into the threshold of the BN before.
+    folds_at_inference = True
+
+    def build(self, input_shape):
+        channels = int(tf.TensorShape(input_shape)[-1])
+        self.b0 = self.add_weight(name="b0", shape=(channels,), initializer="zeros")
+        self.slope = self.add_weight(
+            name="slope",
+            shape=(channels,),
+            initializer=tf.keras.initializers.Constant(0.25),
+            constraint=MinValue(MIN_SLOPE),
+        )
+        self.b1 = self.add_weight(name="b1", shape=(channels,), initializer="zeros")
+        self.tau = self.add_weight(name="tau", shape=(channels,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        dtype = inputs.dtype
+        z = inputs + tf.cast(self.b0, dtype)
+        slope = tf.cast(self.slope, dtype)
+        p = tf.nn.relu(z) - slope * tf.nn.relu(-z)
+        return _sign_ste(p + tf.cast(self.b1 - self.tau, dtype))
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+
+def bineal_conv(x, filters: int, kernel_size: int, strides: int = 1, *, alpha: str = "channel", name: str):
+    """A BiNeal binary conv: ±1 input (``ste_sign``, idempotent on the ±1 maps it receives),
+    :class:`BiNealWeight` kernel, SAME padding with +1, no bias."""
+    with quiet_larq_warnings():
+        conv = lq.layers.QuantConv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            pad_values=1.0,
+            use_bias=False,
+            input_quantizer="ste_sign",
+            kernel_quantizer=BiNealWeight(alpha),
+            kernel_constraint=None,
+            kernel_initializer="glorot_normal",
+            name=name,
+        )
+    return without_autograph(conv)(x)
+
+
+def _bn(name):
+    return tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+def bineal_block(
+    x,
+    filters: int,
+    strides: int = 1,
+    *,
+    skip_kernel: int = 1,
+    alpha: str = "channel",
+    name: str,
+):
+    """One BiNeal block on a ±1 map ``x``; returns a ±1 map with ``filters`` channels.
+
+    Adds ``{name}.conv1``, ``.bn1``, ``.act1``, ``.conv2``, ``.bn2`` (main path), ``.skip``,
+    ``.skip_bn`` (skip path), ``.add``, ``.bn3`` and ``.act2``.
+    """
+    if skip_kernel not in (1, 3):
+        raise ValueError(f"skip_kernel must be 1 (BiNeal) or 3 (the BOLD-like variant), got {skip_kernel}.")
+    h = bineal_conv(x, filters, 3, strides, alpha=alpha, name=f"{name}.conv1")
+    h = _bn(f"{name}.bn1")(h)
+    h = BiNealSign(name=f"{name}.act1")(h)
+    h = bineal_conv(h, filters, 3, 1, alpha=alpha, name=f"{name}.conv2")
+    h = _bn(f"{name}.bn2")(h)
+    s = bineal_conv(x, filters, skip_kernel, strides, alpha=alpha, name=f"{name}.skip")
+    s = _bn(f"{name}.skip_bn")(s)
+    y = tf.keras.layers.Add(name=f"{name}.add")([h, s])
+    y = _bn(f"{name}.bn3")(y)
+    return BiNealSign(name=f"{name}.act2")(y)
+
+
+@dataclass
+class BiNealBlockParts:
+    """The layers of one :func:`bineal_block`, found by name in a model."""
+
+    name: str
+    conv1: object
+    bn1: object
+    act1: object
+    conv2: object
+    bn2: object
+    skip: object
+    skip_bn: object
+    add: object
+    bn3: object
+    act2: object
+
+
+def bineal_block_names(model) -> List[str]:
+    """Names of the BiNeal blocks of ``model`` (each block's ``.act2`` layer marks it), in graph
+    order."""
+    suffix = ".act2"
+    return [
+        layer.name[: -len(suffix)]
+        for layer in model.layers
+        if isinstance(layer, BiNealSign) and layer.name.endswith(suffix)
+    ]
+
+
+def bineal_block_parts(model, name: str) -> BiNealBlockParts:
+    """The layers of block ``name``; ValueError naming a missing part."""
+    parts = {}
+    for part in BLOCK_PARTS:
+        try:
+            parts[part] = model.get_layer(f"{name}.{part}")
+        except ValueError:
+            raise ValueError(f"BiNeal block {name!r} has no layer {name}.{part}") from None
+    return BiNealBlockParts(name=name, **parts)

@@ -1,0 +1,232 @@
+"""BiNeal: the training-form terms against NumPy, the fold against the training form (with
+trained-like parameters: negative and zero gains, every α granularity, both skip kernels), the
+snapped thresholds against brute force, the LCE deployment (census, bit-packed outputs, parity)
+and the bad inputs."""
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.converters import convert, fold_bineal
+from larq_poke.converters.rewrites.bineal import UntrainedModelError, _snapped_shift, sign_threshold
+from larq_poke.cost import profile
+from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names
+from larq_poke.zoo import BiNeal, build
+
+SIZE = 32
+
+
+def trained_like(model, seed=0, zero_gamma=True):
+    """Non-trivial parameters, as training leaves them: BN statistics away from 0 / 1, gains of
+    both signs (so channels flip), random activation terms; a few BN scales exactly 0."""
+    rng = np.random.RandomState(seed)
+    for w in model.weights:
+        name, shape = w.name, tuple(w.shape)
+        if "moving_mean" in name:
+            w.assign(rng.randn(*shape) * 2)
+        elif "moving_variance" in name:
+            w.assign(rng.uniform(0.5, 20, shape))
+        elif "gamma" in name:
+            value = rng.randn(*shape)
+            if zero_gamma and shape[0] > 4:
+                value[:2] = 0.0
+            w.assign(value)
+        elif "beta" in name:
+            w.assign(rng.randn(*shape))
+        elif "/alpha" in name or "/lambda" in name:
+            w.assign(rng.randn(*shape))
+        elif name.endswith("/k:0"):
+            w.assign(rng.choice([-0.7, 1.3]))
+        elif "slope" in name:
+            w.assign(rng.uniform(0.01, 2, shape))
+        elif any(f"/{term}:" in name for term in ("b0", "b1", "tau")):
+            w.assign(rng.randn(*shape) * 0.5)
+        elif "kernel" in name:
+            w.assign(rng.randn(*shape) * 0.1)
+    return model
+
+
+def _images(n=6, seed=1):
+    return np.random.RandomState(seed).randn(n, SIZE, SIZE, 3).astype(np.float32)
+
+
+# --- the terms ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", ["channel", "pair", "element"])
+def test_weight_terms_match_numpy(alpha):
+    rng = np.random.RandomState(0)
+    q = BiNealWeight(alpha)
+    w = rng.randn(3, 3, 4, 5).astype(np.float32)
+    w[0, 0, 0, 0] = 0.0  # sign(0) = +1
+    q.build(w.shape)
+    a = rng.randn(*q.alpha.shape).astype(np.float32)
+    lam = rng.randn(5).astype(np.float32)
+    q.alpha.assign(a), q.scale.assign(lam), q.k.assign(-0.5)
+    expected = np.where(a * w >= 0, 1.0, -1.0) * (-0.5 * lam)
+    np.testing.assert_allclose(q(tf.constant(w)).numpy(), expected, rtol=1e-6)
+    # α gets the straight-through gradient d sign(u)/du = 1 for |u| <= 1.
+    wt = tf.constant(w)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(q(wt))
+    grad = tape.gradient(loss, q.alpha).numpy()
+    u = np.broadcast_to(a, w.shape) * w
+    per_element = (np.abs(u) <= 1) * w * (-0.5 * lam)
+    axes = {"channel": (0, 1, 2), "pair": (0, 1), "element": ()}[alpha]
+    np.testing.assert_allclose(grad, per_element.sum(axis=axes), rtol=1e-5, atol=1e-6)
+
+
+def test_sign_threshold_is_the_activation():
+    rng = np.random.RandomState(3)
+    act = BiNealSign()
+    act.build((None, 7))
+    for var, value in ((act.b0, rng.randn(7)), (act.slope, rng.uniform(0.01, 3, 7)),
+                       (act.b1, rng.randn(7)), (act.tau, rng.randn(7))):
+        var.assign(value)
+    x = np.linspace(-6, 6, 4001, dtype=np.float32)[:, None] * np.ones((1, 7), np.float32)
+    b0, s, b1, tau = (v.numpy() for v in (act.b0, act.slope, act.b1, act.tau))
+    z = x + b0
+    direct = np.where(b1 + np.where(z >= 0, z, s * z) - tau >= 0, 1.0, -1.0)  # the definition
+    np.testing.assert_array_equal(act(x).numpy(), direct)
+    t = sign_threshold(act)
+    away = np.abs(x - t) > 1e-5  # the float boundary itself is rounding
+    np.testing.assert_array_equal(np.where(x >= t, 1.0, -1.0)[away], direct[away])
+
+
+def test_slope_constraint_keeps_the_map_increasing():
+    act = BiNealSign()
+    act.build((None, 3))
+    act.slope.assign([-1.0, 0.0, 0.5])
+    act.slope.assign(act.slope.constraint(act.slope))
+    assert np.all(act.slope.numpy() > 0)
+    act.slope.assign([0.5, -0.1, 0.5])
+    with pytest.raises(ValueError, match="monotonic"):
+        sign_threshold(act)
+
+
+@pytest.mark.parametrize("fan_in", [9, 18, 27, 64])
+def test_snapped_threshold_matches_brute_force(fan_in):
+    rng = np.random.RandomState(fan_in)
+    n = 200
+    a = rng.randn(n) * rng.choice([1e-3, 1, 50], n)
+    a[:10] = 0.0
+    c, t = rng.randn(n) * 5, rng.randn(n) * 5
+    # exact ties on the grid (integers: no rounding on either side)
+    a[10:20], c[10:20] = rng.choice([-3.0, -1.0, 2.0, 5.0], 10), rng.randint(-9, 9, 10)
+    t[10:20] = c[10:20] + a[10:20] * (fan_in - 2 * rng.randint(0, fan_in + 1, 10))
+    flip, shift = _snapped_shift(a, c, t, fan_in)
+    values = np.arange(-fan_in, fan_in + 1, 2, dtype=np.float64)[:, None]  # what the conv can output
+    expected = a * values + c >= t
+    deployed = flip * values + shift
+    assert np.all(deployed != 0)
+    np.testing.assert_array_equal(deployed > 0, expected)
+
+
+# --- the fold -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha, skip_kernel", [("channel", 1), ("pair", 3), ("element", 1)])
+def test_fold_matches_the_training_form(alpha, skip_kernel):
+    model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10, alpha=alpha,
+                                skip_kernel=skip_kernel))
+    folded = fold_bineal(model)
+    x = _images()
+    np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
+    # Block by block: the folded block's sum has the sign of the training block's output.
+    names = bineal_block_names(model)
+    train_bits = tf.keras.Model(model.input, [model.get_layer(f"{n}.act2").output for n in names])(x)
+    sums = tf.keras.Model(folded.input, [folded.get_layer(f"{n}.add").output for n in names])(x)
+    for name, bits, total in zip(names, train_bits, sums):
+        np.testing.assert_array_equal(np.where(total.numpy() >= 0, 1.0, -1.0), bits.numpy(), err_msg=name)
+    # The fold flipped channels (negative gains), and the deployed kernels are ±1.
+    kernels = [layer.get_weights()[0] for layer in folded.layers if isinstance(layer, lq.layers.QuantConv2D) and layer.name.endswith(".conv1")]
+    assert all(set(np.unique(k)) <= {-1.0, 1.0} for k in kernels)
+    assert not any(isinstance(layer, BiNealSign) for layer in folded.layers)
+
+
+def test_fold_refuses_untrained_and_partly_trained_models():
+    model = BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10)
+    with pytest.raises(UntrainedModelError, match="was ever trained"):
+        fold_bineal(model)
+    x = _images(2)
+    np.testing.assert_allclose(fold_bineal(model, allow_untrained=True)(x), model(x, training=False), atol=1e-4)
+    bn = model.get_layer("stage2.block1.bn1")
+    bn.moving_variance.assign(np.full(bn.moving_variance.shape, 2.0, np.float32))
+    with pytest.raises(UntrainedModelError, match="partly trained"):
+        fold_bineal(model, allow_untrained=True)
+
+
+def test_fold_refuses_non_monotonic_terms_and_nan():
+    model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10))
+    act = model.get_layer("stage3.block2.act1")
+    act.slope.assign(-np.ones(act.slope.shape, np.float32))
+    with pytest.raises(ValueError, match="stage3.block2.act1.*monotonic"):
+        fold_bineal(model)
+    act.slope.assign(np.ones(act.slope.shape, np.float32))
+    model.get_layer("stage1.block1.bn2").beta.assign(np.full(32, np.nan, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        fold_bineal(model)
+
+
+# --- deployment ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def converted():
+    model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10), seed=5, zero_gamma=False)
+    return model, convert(model, strict=True, sample_inputs=_images(4, seed=7))
+
+
+def test_every_body_conv_is_binary_and_the_first_of_each_main_path_bitpacked(converted):
+    model, result = converted
+    report = result.report
+    assert report.rewrites[0] == "bineal"
+    assert len(report.binary_layers) == 24 and report.fully_binarized
+    fates = {fate.layer: fate for fate in report.binary_layers}
+    for name in bineal_block_names(model):
+        assert fates[f"{name}.conv1"].bconv.output == "bitpacked", name
+        assert fates[f"{name}.conv2"].bconv.output == "float32", name
+    assert report.bitpacked_outputs == 8
+    # The only float work between binary convs: one ADD per block (the last block's feeds the head).
+    assert report.op_counts["ADD"] == 8
+    assert {op["op"] for op in report.float_ops_between_binary_convs} <= {"ADD"}
+    assert report.parity.max_abs_diff < 1e-4 and report.parity.top1_agreement == 1.0
+
+
+def test_costs_count_folded_terms_as_parameters_only():
+    model = BiNeal(1.0)
+    report = profile(model)
+    conv = model.get_layer("stage2.block1.conv2")  # 3x3, 128 -> 128, on 28x28
+    rows = {row.name: row for row in report.layers}
+    assert rows[conv.name].bops == 28 * 28 * 9 * 128 * 128 and rows[conv.name].lce_binary
+    assert rows[conv.name].params == 9 * 128 * 128 + 128 + 128 + 1  # kernel, α, λ, k
+    # Packed size: 1 bit per binary weight; the α / λ / k / activation terms are not stored.
+    binary_weights = sum(int(np.prod(layer.kernel.shape)) for layer in model.layers
+                         if isinstance(layer, lq.layers.QuantConv2D) and isinstance(layer.kernel_quantizer, BiNealWeight))
+    stem = model.get_layer("stem.conv").kernel.shape.num_elements() * 8
+    head = model.get_layer("classifier")
+    head_bits = head.kernel.shape.num_elements() * 8 + head.bias.shape.num_elements() * 32
+    bn_bits = sum(2 * layer.moving_mean.shape[0] * 32 for layer in model.layers
+                  if isinstance(layer, tf.keras.layers.BatchNormalization))
+    quantizer_bounds = (3 + 512) * 32  # the 8-bit input quantizers' learned bounds
+    assert report.totals["packed_size_bytes"] == -(-(binary_weights + stem + head_bits + bn_bits + quantizer_bounds) // 8)
+
+
+# --- the zoo ------------------------------------------------------------------------------------
+def test_zoo_names_and_published_numbers():
+    assert build("bineal-1.5x", include_top=False).output_shape == (None, None, None, 768)
+    import larq_poke.zoo.bineal as module
+
+    assert "65.0 %" in module.__doc__ and "69.7 %" in module.__doc__
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"width_multiplier": 0.75}, "multiple of 32"),
+        ({"width_multiplier": -1}, "positive"),
+        ({"include_top": False, "num_classes": 10}, "include_top=False"),
+        ({"weights": "imagenet"}, "No ImageNet-trained BiNeal weights"),
+        ({"alpha": "row"}, "alpha must be one of"),
+        ({"skip_kernel": 2}, "skip_kernel"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    kwargs.setdefault("input_shape", (SIZE, SIZE, 3))
+    with pytest.raises(ValueError, match=message):
+        BiNeal(**kwargs)
