@@ -70,9 +70,13 @@ class LayerCost:
     ace: int
     flops: int
     lce_binary: bool
+    # The traced input shape of the call (batch 1). Not part of the table, ``to_dict`` or
+    # equality: it is there for models built on these rows (``larq_poke.cycles``).
+    input_shape: Optional[tuple] = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        del d["input_shape"]
         d["output_shape"] = list(self.output_shape)
         return d
 
@@ -367,6 +371,7 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
                     ace=int(ace),
                     flops=0 if binary else int(macs),
                     lce_binary=_lce_binary(layer, op, w_bits, a_bits, rec["input_shape"]),
+                    input_shape=tuple(rec["input_shape"]),
                 )
             )
             params = 0  # a layer's parameters are listed on its first row only

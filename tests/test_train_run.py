@@ -198,3 +198,34 @@ def test_bf16_training_saves_and_converts_a_float32_model(folder, models, tmp_pa
     with pytest.raises(TrainError, match="unknown --precision 'fp8'"):
         train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "x"),
                           image_size=16, precision="fp8"))
+
+
+def test_bineal_recipe_trains_calibrates_and_deploys_bitpacked(folder, tmp_path):
+    """`larq-poke train bineal`: AdamW with decay on kernels only, the 8-bit stem and head
+    calibrated during the run, and the converted model folded (8 bit-packed convs) with the
+    Keras score."""
+    from larq_poke.train.run import _optimizer
+    from larq_poke.zoo import BiNeal
+
+    student = tmp_path / "bineal.keras"
+    BiNeal(0.5, input_shape=(32, 32, 3), num_classes=2).save(student)
+    out = tmp_path / "bineal"
+    config = TrainConfig(recipe="bineal", model=str(student), dataset=str(folder), output=str(out), image_size=32,
+                         epochs=2, batch_size=4, deterministic=True)
+    metrics = train(config)
+    assert metrics["steps"] == 12
+    saved = tf.keras.models.load_model(out / "model.keras", compile=False)
+    for name in ("stem.conv", "classifier"):
+        assert np.all(saved.get_layer(name).input_quantizer.bounds.numpy() > 0), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["rewrites"][0] == "bineal" and report["bitpacked_outputs"] == 8
+    assert metrics["tflite"]["top1"] == metrics["keras"]["top1"]
+
+    optimizer, options = _optimizer(config, saved, total_steps=512, steps_per_epoch=256)
+    decayed = {v.name for v in saved.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed and all(name.endswith("kernel:0") for name in decayed)
+    assert optimizer.weight_decay == 1e-5 and options == {}
+    lr = optimizer._learning_rate  # the schedule object
+    assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(1e-3)  # warm-up over 5/512
+    assert float(lr(258)) == pytest.approx(0.5e-3 * (1 + np.cos(np.pi * 253 / 507)), rel=1e-5)  # cosine
+    assert float(lr(512)) == pytest.approx(0.0, abs=1e-9)

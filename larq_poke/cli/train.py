@@ -18,7 +18,7 @@ from larq_poke.train.run import RECIPES
 def add_subcommand(subparsers) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model with the PokeBNN, BNext or plain recipe",
+        help="train a model with the PokeBNN, BNext, BiNeal or plain recipe",
         description="Train with Model.fit: a recipe's loss, optimizer and schedule, teachers for "
         "distillation, checkpoints every N steps and exact --resume.",
     )

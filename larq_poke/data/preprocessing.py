@@ -4,6 +4,7 @@
 |---|---|---|---|
 | ``pokebnn`` (google/aqt) | Inception random-resized crop (area [0.08, 1], aspect [3/4, 4/3], 10 attempts), bicubic 224, horizontal flip | center crop 224/256 of the short side, bicubic resize to 224 | ImageNet mean / std |
 | ``bnext`` (timm 0.6.11) | RandomResizedCrop 224 (same ranges), bicubic, flip, RandAugment ``rand-m7-mstd0.5-inc1`` | bicubic resize of the short side to 235 (crop_pct 0.95), center crop 224 | ImageNet mean / std |
+| ``bineal`` (unpublished; project choice) | as ``pokebnn`` (the standard ResNet-18 pipeline) | as ``pokebnn`` | ImageNet mean / std |
 
 Inputs are uint8 RGB images (H, W, 3) of any size; outputs float32 (size, size, 3). Resizing is
 bicubic with antialiasing, TensorFlow's closest match to the PIL bicubic resize of the official
@@ -154,6 +155,8 @@ PRESETS = {
     "bnext": Preprocessing(
         "bnext", eval_mode="resize_then_crop", crop_fraction=0.95, randaugment="rand-m7-mstd0.5-inc1"
     ),
+    # BiNeal (no published pipeline; project choice): the standard ResNet-18 ImageNet pipeline.
+    "bineal": Preprocessing("bineal", eval_mode="crop_then_resize", crop_fraction=224 / 256),
     # Labels only (no teacher): small data sets and float teachers trained from scratch.
     "plain": Preprocessing("plain", eval_mode="crop_then_resize", crop_fraction=1.0, area_range=(0.25, 1.0)),
 }

@@ -31,7 +31,7 @@ from typing import List, Optional
 
 __all__ = ["TrainConfig", "TrainError", "train", "RECIPES"]
 
-RECIPES = ("plain", "pokebnn", "bnext")
+RECIPES = ("plain", "pokebnn", "bnext", "bineal")
 #: ``--precision``: the Keras dtype policy of the student and teachers while training.
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16"}
 
@@ -159,7 +159,14 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
     """The recipe's optimizer and the Distiller options it goes with."""
     import tensorflow as tf
 
-    from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
+    from larq_poke.train.schedules import (
+        BINEAL_LR,
+        BINEAL_WEIGHT_DECAY,
+        BNextSchedule,
+        PokeBNNSchedule,
+        bineal_schedule,
+        pokebnn_base_lr,
+    )
 
     if config.recipe == "pokebnn":
         base = config.lr or pokebnn_base_lr(config.batch_size)
@@ -170,8 +177,20 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
         # BNext's two groups: 4-D weights (convs) decay 1e-8 (~none), the rest 1e-3.
         optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
         return optimizer, dict(clip_norm=5.0)
+    if config.recipe == "bineal":
+        schedule = bineal_schedule(total_steps, peak_lr=config.lr or BINEAL_LR)
+        optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=BINEAL_WEIGHT_DECAY)
+        # Decay on conv / dense kernels only: the gain terms, thresholds and BN are scales and
+        # offsets whose pull towards 0 would move the thresholds (a project choice).
+        optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) < 2 or _is_gain_term(v)])
+        return optimizer, {}
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
     return tf.keras.optimizers.Adam(schedule), {}
+
+
+def _is_gain_term(variable) -> bool:
+    """BiNeal's α (per pair or per element: 2-D or 4-D, but a scale, not a kernel)."""
+    return variable.name.split("/")[-1].split(":")[0] == "alpha"
 
 
 def _teacher_roles(config: TrainConfig, teachers: list, total_steps: int) -> dict:
@@ -279,6 +298,13 @@ def train(config: TrainConfig) -> dict:
 
         switches = PokeBNNSwitches(student, total_steps)
         if switches.quantizers:  # a PokeBNN student (other students have no switches)
+            switches.calibration_images = next(iter(_epoch_batches(config, prep, image_size, 0)))[0].numpy()
+            callbacks.insert(0, switches)
+    if config.recipe == "bineal":  # 8-bit stem and head: bounds calibrated once, weights 8-bit throughout
+        from larq_poke.train.switches import PokeBNNSwitches
+
+        switches = PokeBNNSwitches(student, total_steps, weight_fraction=0.0)
+        if switches.quantizers:
             switches.calibration_images = next(iter(_epoch_batches(config, prep, image_size, 0)))[0].numpy()
             callbacks.insert(0, switches)
     if config.recipe == "bnext":

@@ -6,6 +6,9 @@ length of a run (the official runs: PokeBNN 800 epochs, BNext 512).
 * :class:`BNextSchedule`: timm's ``CosineLRScheduler`` stepped once per epoch: a linear warm-up from
   1e-5 over 5/512 of the run, then cosine from the peak (1e-3) towards 1e-7 over the whole run
   (``warmup_prefix``: the cosine starts after the warm-up, so the last epoch sits at 506/512).
+* :func:`bineal_schedule`: BiNeal's only published recipe facts are a cosine-annealed learning rate
+  and weight decay 1e-5; the rest is the project's choice: AdamW at peak 1e-3, a linear warm-up from
+  0 over the first 5/512 of the run (as BNext), then cosine to 0 per step.
 
 ```python
 schedule = BNextSchedule(steps_per_epoch=100, epochs=20)
@@ -19,7 +22,11 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["PokeBNNSchedule", "BNextSchedule", "pokebnn_base_lr"]
+__all__ = ["BINEAL_LR", "BINEAL_WEIGHT_DECAY", "PokeBNNSchedule", "BNextSchedule", "bineal_schedule", "pokebnn_base_lr"]
+
+#: BiNeal: weight decay 1e-5 (published, for its task recipes); peak LR 1e-3 (project choice).
+BINEAL_WEIGHT_DECAY = 1e-5
+BINEAL_LR = 1e-3
 
 
 def pokebnn_base_lr(batch_size: int) -> float:
@@ -94,3 +101,15 @@ class BNextSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
             "min_lr": self.min_lr,
             "warmup_fraction": self.warmup_fraction,
         }
+
+
+def bineal_schedule(total_steps: int, peak_lr: float = BINEAL_LR, warmup_fraction: float = 5 / 512):
+    """Linear warm-up from 0 to ``peak_lr`` over ``warmup_fraction`` of the run, then cosine to 0
+    at ``total_steps`` (Keras' ``CosineDecay`` with its warm-up)."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be positive, got {total_steps}.")
+    warmup = int(round(warmup_fraction * total_steps))
+    return tf.keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else peak_lr, max(total_steps - warmup, 1), warmup_target=peak_lr if warmup else None,
+        warmup_steps=warmup,
+    )

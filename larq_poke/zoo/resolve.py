@@ -1,7 +1,8 @@
 """One way to turn a model name or file into a Keras model, for the command line and the trainer.
 
 ``source`` is a zoo name (``list_models()``), a larq-zoo reference (``quicknet``,
-``quicknet-small``, ``quicknet-large``, random weights), a ``tf.keras.applications`` name
+``quicknet-small``, ``quicknet-large``, random weights), a float reference of
+:mod:`larq_poke.zoo.references` (``resnet18``, random weights), a ``tf.keras.applications`` name
 (``ResNet50``, random weights, logits), a saved Keras model (``.h5`` / ``.keras`` file or
 SavedModel folder), or a weights file (any format :func:`larq_poke.zoo.load_weights` reads)
 together with ``arch``.
@@ -10,6 +11,7 @@ together with ``arch``.
 model = load_model("pokebnn-0.5x", input_size=160)
 model = load_model("weights.pth.tar", arch="bnext-t")
 teacher = load_model("ResNet50", input_size=32, num_classes=10)
+reference = load_model("resnet18", input_size=64, num_classes=10)
 ```
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["load_model", "LARQ_ZOO_MODELS"]
+__all__ = ["load_model", "LARQ_ZOO_MODELS", "REFERENCE_MODELS"]
 
 # larq-zoo's reference models, for comparisons (random weights unless --weights is given:
 # larq-zoo's default would download the ImageNet weights).
@@ -26,6 +28,12 @@ LARQ_ZOO_MODELS = {
     "quicknet": "QuickNet",
     "quicknet-small": "QuickNetSmall",
     "quicknet-large": "QuickNetLarge",
+}
+
+# larq-poke's float references (larq_poke.zoo.references; no weights are shipped), for
+# comparisons: name -> constructor in that module.
+REFERENCE_MODELS = {
+    "resnet18": "ResNet18",
 }
 
 
@@ -40,6 +48,10 @@ def _build(name: str, kwargs: dict):
 
         kwargs.setdefault("weights", None)
         return getattr(larq_zoo.sota, LARQ_ZOO_MODELS[key])(**kwargs)
+    if key in REFERENCE_MODELS:
+        from larq_poke.zoo import references
+
+        return getattr(references, REFERENCE_MODELS[key])(**kwargs)
     if hasattr(tf.keras.applications, name):  # e.g. ResNet50 as a float teacher (logits)
         if "num_classes" in kwargs:
             kwargs["classes"] = kwargs.pop("num_classes")
@@ -49,8 +61,10 @@ def _build(name: str, kwargs: dict):
         return build(name, **kwargs)
     except KeyError as err:
         known = ", ".join(sorted(LARQ_ZOO_MODELS))
+        references = ", ".join(sorted(REFERENCE_MODELS))
         raise ValueError(f"{name!r} is neither a file nor a zoo model: {err.args[0]} (nor a "
-                         f"keras.applications name or a larq-zoo reference: {known})") from None
+                         f"keras.applications name, a larq-zoo reference: {known}, or a float "
+                         f"reference: {references})") from None
 
 
 def _is_weights_only(path: str) -> bool:

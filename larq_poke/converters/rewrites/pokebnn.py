@@ -83,7 +83,7 @@ from larq_poke.converters.rewrites.common import (
 )
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.converters.conversion_report import QuantizationInfoError
-from larq_poke.keras_graph import node_inputs, rebuild_functional, same_output_size, same_paddings
+from larq_poke.keras_graph import node_inputs, rebuild_functional, same_output_size, same_paddings, walk_layers
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.pokebnn import (
     DPReLU,
@@ -649,6 +649,12 @@ def _multibit_quantizers(model):
         unit = pokeconv_parts(model, name)
         yield f"{name}/se/fc1", unit.se_fc1.input_quantizer
         yield f"{name}/se/fc2", unit.se_fc2.input_quantizer
+    if stem is None and not pokeconv_names(model):  # another family's 8-bit layers (BiNeal's)
+        for path, layer in walk_layers(model):
+            quantizer = getattr(layer, "input_quantizer", None)
+            if isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
+                yield path, quantizer
+        return
     for layer in model.layers:
         if _is_pokebnn_head(layer):
             yield layer.name, layer.input_quantizer
@@ -711,7 +717,8 @@ def _range(values, margin: float = 1.1) -> "tuple[float, float]":
 def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
     """Set every multi-bit activation bound of a PokeBNN model from data, as the official
     training does once (at step 7500): per channel, the mean over batches of the batch's
-    max |x|, gathered while the quantizers still pass through.
+    max |x|, gathered while the quantizers still pass through. A model without PokeBNN units
+    gets the same for every layer's bounded input quantizer (BiNeal's 8-bit stem and head).
 
     For benchmarking the int8 conversion of untrained models; a trained model carries its
     bounds in its weights.

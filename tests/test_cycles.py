@@ -1,0 +1,164 @@
+"""The systolic-array cycle model (larq_poke.cycles) on hand-computed cases, its monotonicity,
+and the float ResNet-18 reference (larq_poke.zoo.references)."""
+
+import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
+import larq as lq
+import pytest
+import tensorflow as tf
+
+from larq_poke.cycles import SystolicArray, estimate_cycles
+from larq_poke.zoo.references import ResNet18
+from larq_poke.zoo.resolve import load_model
+
+TINY = SystolicArray(rows=16, cols=16, pe_bits=8, buffer_bytes=128, dram_bytes_per_cycle=4)
+
+
+def _binary_conv(filters=64, name="conv"):
+    return lq.layers.QuantConv2D(filters, 3, padding="same", input_quantizer="ste_sign",
+                                 kernel_quantizer="ste_sign", use_bias=False, name=name)
+
+
+def _binary_conv_model():
+    x = tf.keras.Input((8, 8, 32))
+    return tf.keras.Model(x, _binary_conv()(x))
+
+
+def test_binary_conv_by_hand():
+    # GEMM: M = 8·8 = 64 pixels, K = 3·3·32 = 288, N = 64. Binary: 8 XNOR lanes per PE, so a
+    # tile covers 16 rows · 8 = 128 of K: K tiles of 128, 128, 32 (16, 16, 4 rows), N tiles of 16.
+    t_k, t_n = 3, 4
+    stream = t_k * t_n * 64                       # 768: every tile streams the 64 pixels
+    fill = t_n * (16 + 16 + 4) + t_k * (4 * 16)  # 144 + 192: occupied rows + cols of each tile
+    compute = stream + fill                       # 1104
+    weights = 288 * 64 * 1 // 8                   # 2304 bytes
+    inputs = 8 * 8 * 32 * 1 // 8                  # 256 bytes > 128 buffer: re-read per N tile
+    outputs_float = 8 * 8 * 64 * 16 // 8          # last layer: written at float_bits = 16
+    movement = (weights + 4 * inputs + outputs_float) // 4   # 11520 bytes at 4 B/cycle = 2880
+    assert (compute, movement) == (1104, 2880)
+
+    row = estimate_cycles(_binary_conv_model(), TINY).layers[0]
+    assert (row.M, row.K, row.N, row.groups, row.w_bits, row.a_bits, row.out_bits) == (64, 288, 64, 1, 1, 1, 16)
+    assert (row.compute_cycles, row.movement_cycles, row.cycles, row.bound) == (compute, movement, movement, "memory")
+
+    # Outputs at 1 bit (a sign downstream): 512 bytes, the layer becomes compute-bound.
+    moved = weights + 4 * inputs + 8 * 8 * 64 // 8  # 3840 bytes: 960 cycles
+    row = estimate_cycles(_binary_conv_model(), TINY, output_bits={"conv": 1}).layers[0]
+    assert (row.bytes_moved, row.movement_cycles, row.cycles, row.bound) == (moved, 960, 1104, "compute")
+
+    # With the input in the buffer it is read once; a fixed fill of rows + cols = 32 per tile.
+    big = SystolicArray(rows=16, cols=16, pe_bits=8, buffer_bytes=256, dram_bytes_per_cycle=4, fill_drain=32)
+    row = estimate_cycles(_binary_conv_model(), big, output_bits={"conv": 1}).layers[0]
+    assert row.compute_cycles == 12 * (64 + 32)                        # 1152
+    assert row.movement_cycles == (2304 + 256 + 512) // 4              # 768
+
+
+def _dense_model():
+    x = tf.keras.Input((256,))
+    return tf.keras.Model(x, tf.keras.layers.Dense(100, name="fc")(x))
+
+
+def test_float_dense_as_8_bit_by_hand():
+    # M = 1, K = 256, N = 100; 8x8-bit MACs: one per PE per cycle, tiles of 16 x 16.
+    t_k, t_n = 16, 7                           # ceil(256/16), ceil(100/16)
+    compute = t_k * t_n * 1 + t_n * 256 + t_k * 100   # 112 + 1792 + 1600 = 3504
+    weights = 256 * 100                        # 25600 bytes at 8 bits
+    inputs = 256                               # 256 bytes > 128 buffer: read 7 times
+    outputs = 100                              # last layer: as_bits = 8
+    movement = (weights + 7 * inputs + outputs) // 4  # 27492 / 4 = 6873
+    assert (compute, movement) == (3504, 6873)
+    report = estimate_cycles(_dense_model(), TINY, as_bits=8)
+    row = report.layers[0]
+    assert (row.M, row.K, row.N, row.w_bits, row.a_bits, row.out_bits) == (1, 256, 100, 8, 8, 8)
+    assert (row.compute_cycles, row.movement_cycles, row.cycles) == (3504, 6873, 6873)
+    assert report.totals["cycles"] == 6873 and report.totals["macs"] == 25600
+
+    # As float16: 2 x 2 digit pairs, four passes; every tensor twice the bytes.
+    row = estimate_cycles(_dense_model(), TINY).layers[0]
+    assert row.compute_cycles == 4 * 3504                                     # 14016
+    assert row.movement_cycles == (2 * 25600 + 7 * 512 + 200) // 4           # 13746
+    assert row.cycles == 14016
+
+
+def test_depthwise_packs_groups_block_diagonally():
+    x = tf.keras.Input((8, 8, 4))
+    y = tf.keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", use_bias=False, name="dw")(x)
+    row = estimate_cycles(tf.keras.Model(x, y), TINY, as_bits=8).layers[0]
+    # 4 groups of K = 9, N = 2: min(16 // 9, 16 // 2) = 1 group per tile, 4 tiles of 64 + 9 + 2.
+    assert (row.M, row.K, row.N, row.groups) == (64, 9, 8, 4)
+    assert row.compute_cycles == 4 * (64 + 9 + 2)
+    assert row.movement_cycles == (9 * 8 + 256 + 64 * 8) // 4                 # 840 / 4 = 210
+
+
+def test_output_bits_default_to_the_next_layers_input_bits():
+    x = tf.keras.Input((8, 8, 32))
+    y = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="float")(x)
+    y = _binary_conv(name="binary")(y)
+    report = estimate_cycles(tf.keras.Model(x, y), TINY, elementwise_bytes=400)
+    first, second, extra = report.layers
+    assert (first.w_bits, first.a_bits, first.out_bits) == (16, 16, 1)
+    assert (second.out_bits, extra.name, extra.cycles) == (16, "(elementwise)", 100)
+    assert report.totals["cycles"] == first.cycles + second.cycles + 100
+    text = report.to_text()
+    assert "binary conv2d" in text and "Cycles:" in text
+    assert report.to_dict()["layers"][1]["name"] == "binary"
+    with pytest.raises(ValueError, match="no MAC layer"):
+        estimate_cycles(tf.keras.Model(x, y), TINY, output_bits={"nope": 1})
+
+
+def _small_net(binary: bool):
+    def conv(filters, name):
+        if binary:
+            return _binary_conv(filters, name)
+        return tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)
+
+    x = tf.keras.Input((16, 16, 32))
+    y = conv(64, "c1")(x)
+    y = conv(128, "c2")(y)
+    y = tf.keras.layers.GlobalAveragePooling2D()(y)
+    return tf.keras.Model(x, tf.keras.layers.Dense(10, name="fc")(y))
+
+
+def test_doubling_the_array_never_increases_cycles():
+    model = _small_net(binary=True)
+    for as_bits in (None, 8):
+        for grow in ("rows", "cols", "both"):
+            previous = None
+            for size in (4, 8, 16, 32, 64, 128):
+                rows = size if grow in ("rows", "both") else 16
+                cols = size if grow in ("cols", "both") else 16
+                array = SystolicArray(rows=rows, cols=cols, buffer_bytes=1024, dram_bytes_per_cycle=8)
+                report = estimate_cycles(model, array, as_bits=as_bits)
+                layers = [r.cycles for r in report.layers]
+                if previous is not None:
+                    assert all(now <= before for now, before in zip(layers, previous)), (grow, size, layers, previous)
+                previous = layers
+
+
+def test_binary_costs_fewer_cycles_than_8_bit():
+    array = SystolicArray(rows=16, cols=16, buffer_bytes=4096, dram_bytes_per_cycle=8)
+    binary = estimate_cycles(_small_net(binary=True), array, as_bits=8)
+    eight_bit = estimate_cycles(_small_net(binary=False), array, as_bits=8)
+    for b, e in zip(binary.layers[:2], eight_bit.layers[:2]):
+        assert (b.w_bits, b.a_bits, e.w_bits, e.a_bits) == (1, 1, 8, 8)
+        assert b.compute_cycles < e.compute_cycles and b.cycles < e.cycles
+    assert binary.totals["cycles"] < eight_bit.totals["cycles"]
+
+
+def test_resnet18_has_torchvisions_parameter_count():
+    model = ResNet18()
+    trainable = sum(int(tf.size(w)) for w in model.trainable_weights)
+    assert trainable == 11_689_512  # torchvision's resnet18 (BN moving statistics are buffers there)
+    assert model.count_params() == 11_689_512 + 2 * 4800  # + Keras's BN moving mean / variance
+    assert model.output_shape == (None, 1000)
+    assert model.get_layer("layer2.0.downsample.0").strides == (2, 2)
+    with pytest.raises(ValueError, match="no weights"):
+        ResNet18(weights="imagenet")
+
+
+def test_load_model_builds_resnet18():
+    model = load_model("resnet18", input_size=64, num_classes=10)
+    assert model.name == "resnet18"
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 10)
+    assert model.get_layer("layer4.1.conv2").output_shape == (None, 2, 2, 512)
+    report = estimate_cycles(model, as_bits=8)
+    assert len(report.layers) == 21 and all(r.w_bits == 8 for r in report.layers)
