@@ -1,5 +1,6 @@
-"""Real digits, end to end through the command line: a float teacher, then a PokeBNN and a BNext
-student distilled from it with their recipes, converted with LCE and scored in Keras and TFLite.
+"""Real digits, end to end through the command line: a float teacher, then a PokeBNN, a BNext and
+a BiNeal student distilled from it with their recipes, converted with LCE and scored in Keras and
+TFLite.
 
     python benchmarks/mnist_end_to_end.py [--out DIR] [--teacher-epochs 25] [--student-epochs 10]
 
@@ -10,6 +11,7 @@ folder (``larq_poke.data.write_image_folder``). Every step is a ``larq-poke`` co
     larq-poke train plain   --model teacher_init.keras --dataset digits --image-size 32 ...
     larq-poke train pokebnn --model pokebnn-0.5x --teacher runs/teacher/model.keras ...
     larq-poke train bnext   --model bnext-t      --teacher runs/teacher/model.keras --randaugment none ...
+    larq-poke train bineal  --model bineal-1.0x  --teacher runs/teacher/model.keras ...
     larq-poke eval runs/<student>/model.tflite --dataset digits --split test
 
 The recipes are the authors' (loss, optimizer, schedule, PokeBNN's quantization switches, BNext's
@@ -20,7 +22,8 @@ size push a 32x32 digit out of the frame), and PokeBNN's base LR at 2e-3 (the re
 2e-5 · batch / 256 is made for 800 epochs of ImageNet at batch 8192).
 Targets (issue "Training"): each BNN >= 97 % held-out top-1, TFLite top-1 within 0.5 points of
 Keras, the whole script <= 20 minutes on 2 cores. Last line:
-``mnist: pokebnn_keras_top1=… pokebnn_tflite_top1=… bnext_keras_top1=… bnext_tflite_top1=…``.
+``mnist: pokebnn_keras_top1=… pokebnn_tflite_top1=… bnext_keras_top1=… bnext_tflite_top1=…
+bineal_keras_top1=… bineal_tflite_top1=…`` (one line).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
 
-STUDENTS = {"pokebnn": "pokebnn-0.5x", "bnext": "bnext-t"}
+STUDENTS = {"pokebnn": "pokebnn-0.5x", "bnext": "bnext-t", "bineal": "bineal-1.0x"}
 
 
 def write_digits(root: Path, per_class_train: int = 400, per_class_test: int = 100) -> Path:
@@ -107,7 +110,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pokebnn-lr", type=float, default=2e-3,
                         help="PokeBNN's base LR (the recipe's 2e-5 * batch / 256 is for 800 epochs of ImageNet)")
-    parser.add_argument("--students", default="pokebnn,bnext", help="recipes to train, comma separated")
+    parser.add_argument("--students", default="pokebnn,bnext,bineal", help="recipes to train, comma separated")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -123,7 +126,7 @@ def main(argv=None) -> dict:
     for recipe in args.students.split(","):
         began = time.perf_counter()
         run = out / "runs" / recipe
-        lr = ["--lr", str(args.pokebnn_lr)] if recipe == "pokebnn" else ["--randaugment", "none"]
+        lr = {"pokebnn": ["--lr", str(args.pokebnn_lr)], "bnext": ["--randaugment", "none"]}.get(recipe, [])
         larq_poke_command("train", recipe, "--model", STUDENTS[recipe], "--teacher",
                                     str(teacher / "model.keras"), *common, *lr, "--epochs", str(args.student_epochs),
                                     "--output", str(run))

@@ -230,3 +230,31 @@ def test_bad_arguments(kwargs, message):
     kwargs.setdefault("input_shape", (SIZE, SIZE, 3))
     with pytest.raises(ValueError, match=message):
         BiNeal(**kwargs)
+
+
+def test_int8_stem_and_classifier(converted):
+    from larq_poke.converters.conversion_report import QuantizationInfoError
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+
+    model, _ = converted
+    fresh = BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10)
+    with pytest.raises(QuantizationInfoError, match="stem.conv"):
+        convert(fresh, int8=True, verify=False)
+    images = _images(8, seed=9)
+    calibrate_activation_bounds(model, images)
+    try:
+        result = convert(model, int8=True, sample_inputs=images)
+    finally:
+        for name in ("stem.conv", "classifier"):
+            quantizer = model.get_layer(name).input_quantizer
+            quantizer.bounds.assign(-np.ones(quantizer.bounds.shape, np.float32))
+    report, info = result.report, result.model_info
+    assert report.int8_requested and report.precision == "mixed"
+    assert report.fully_binarized and report.bitpacked_outputs == 8
+    int8_ops = {}
+    for op in info.operators:
+        if info.op_output_dtype(op) == "INT8" and op.op_type != "QUANTIZE":
+            int8_ops[op.op_type] = int8_ops.get(op.op_type, 0) + 1
+    # The stem conv and the classifier (a 1x1 conv) are int8; the body's only float op is ADD.
+    assert int8_ops.get("CONV_2D") == 2, int8_ops
+    assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops

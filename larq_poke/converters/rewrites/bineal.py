@@ -43,6 +43,9 @@ from larq_poke.converters.rewrites.common import (
     as_numpy,
     binary_conv,
     bn_affine,
+    fake_quant,
+    fake_quant_weights,
+    measured_range,
     shifted_batch_norm,
 )
 from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional
@@ -50,7 +53,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
 
-__all__ = ["BinarySign", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+__all__ = ["BinarySign", "DeployableBiNealStem", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
 
 
 class UntrainedModelError(ValueError):
@@ -284,15 +287,139 @@ def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
     return {act.name: lambda args, new: _finish(affine(args[0]), act_out, users, outputs, f"{act.name}.sign")}
 
 
+# --- int8 stem and classifier ---------------------------------------------------------------------
+@register_serializable
+class DeployableBiNealStem(GraphLayer):
+    """BiNeal's 8-bit stem for int8 TFLite: the input fake-quantized with its learned bound (per
+    tensor), the 7×7 / 2 conv with the 8-bit weights times the BN scale (int8 per output
+    channel), bias = BN shift − the stem sign's threshold, the output fake-quantized over its
+    measured range, the 3×3 / 2 max pool. Its sign is the next binary convs' ``LceQuantize``.
+
+    int8 rounds the conv output: values within half a quantization step of a threshold can take
+    the other sign (the parity in the conversion report says how often that changes a result)."""
+
+    def __init__(self, conv=None, bn=None, pool=None, act=None, output_range=None, **kwargs):
+        super().__init__(**kwargs)
+        if conv is None or output_range is None:
+            raise ValueError("DeployableBiNealStem is built by bineal_deployable(model, int8=True)")
+        from larq_poke.converters.rewrites.pokebnn import _ActivationQuant, _quantized_kernel
+
+        self._input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+        scale, shift = bn_affine(bn)
+        self._kernel = (_quantized_kernel(conv) * scale).astype(np.float32)
+        self._bias = (shift - sign_threshold(act)).astype(np.float32)
+        self._strides = tuple(conv.strides)
+        self._pool = (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
+        self._output_range = output_range
+
+    def pre_pool(self, inputs, quantize_output: bool = True):
+        x = fake_quant(inputs, *self._input_range)
+        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, "SAME") + self._bias
+        return fake_quant(y, *self._output_range) if quantize_output else y
+
+    def call(self, inputs, training=None):
+        size, strides, padding = self._pool
+        return tf.nn.max_pool2d(self.pre_pool(inputs), size, strides, padding)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // (self._strides[axis - 1] * self._pool[1][axis - 1]))
+        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+
+
+def _stem_parts(model, act):
+    """(conv, bn, pool) of an 8-bit stem conv → BN → max pool → ``act`` chain, or None."""
+    from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+
+    producers = {id(out): layer for layer, _, out in model_nodes(model)}
+    pool = producers.get(id(node_inputs(model, act)[0]))
+    bn = pool and producers.get(id(node_inputs(model, pool)[0]))
+    conv = bn and producers.get(id(node_inputs(model, bn)[0]))
+    if not (
+        isinstance(pool, tf.keras.layers.MaxPool2D)
+        and isinstance(bn, tf.keras.layers.BatchNormalization)
+        and isinstance(conv, lq.layers.QuantConv2D)
+        and isinstance(conv.input_quantizer, SignedActivationQuantizer)
+        and isinstance(conv.kernel_quantizer, SignedWeightQuantizer)
+        and conv.padding == "same"
+    ):
+        return None
+    return conv, bn, pool
+
+
+def _int8_model(model, calibration_inputs):
+    """The folded model with the 8-bit stem and classifier as int8 fake-quant forms."""
+    from larq_poke.converters.rewrites.pokebnn import (
+        DeployableHead,
+        FullMapAveragePool,
+        MissingQuantizationInfoError,
+        _is_pokebnn_head,
+    )
+
+    images = calibration_inputs[0] if isinstance(calibration_inputs, (list, tuple)) else calibration_inputs
+    if images is None:
+        images = np.random.default_rng(0).standard_normal((8, *model.inputs[0].shape[1:])).astype(np.float32)
+    images = np.asarray(images, np.float32)
+    folded = fold_bineal(model, allow_untrained=True)
+    stems, heads = {}, {}
+    for act in [layer for layer in model.layers if isinstance(layer, BiNealSign)]:
+        parts = _stem_parts(model, act)
+        if parts is not None:
+            stems[act.name] = parts
+    for layer in model.layers:
+        if _is_pokebnn_head(layer):
+            heads[layer.name] = layer
+    for conv, _, _ in stems.values():
+        if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
+            raise MissingQuantizationInfoError(
+                f"int8 requested, but the 8-bit input bounds of {conv.name} are uncalibrated (-1): train "
+                "the model with the bineal recipe, or set them with "
+                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
+            )
+    ranges = {}
+    for name, (conv, bn, pool) in stems.items():
+        probe = DeployableBiNealStem(conv, bn, pool, model.get_layer(name), output_range=(-1.0, 1.0))
+        x = tf.keras.Model(model.inputs, node_inputs(model, conv)[0])(images)
+        ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
+    for name in heads:
+        ranges[name] = measured_range(tf.keras.Model(folded.inputs, node_output(folded, folded.get_layer(name)))(images))
+    # In the folded model the stem's sign is gone (its threshold is in the shifted BN): replace
+    # conv → BN → pool at the pool.
+    at_pool = {parts[2].name: (act, parts) for act, parts in stems.items()}
+    inside = {layer.name for parts in stems.values() for layer in parts[:2]}
+    pending_pool = {}
+
+    def substitute(layer, args, inbound, output, new):
+        if layer.name in at_pool:
+            act, (conv, bn, pool) = at_pool[layer.name]
+            stem = DeployableBiNealStem(conv, bn, pool, model.get_layer(act), output_range=ranges[act], name=act)
+            return stem(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
+        if layer.name in inside:
+            return args[0]
+        if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
+            pending_pool[id(output)] = args[0]
+            return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
+        if layer.name in heads and id(inbound[0]) in pending_pool:
+            head = DeployableHead(layer, int8=True, logit_range=ranges[layer.name], name=layer.name)
+            return head(pending_pool[id(inbound[0])])
+        return None
+
+    return rebuild_functional(folded, substitute)
+
+
 @register_rewrite(BiNealSign, name="bineal")
-def bineal_deployable(model, *, int8: bool = False):
+def bineal_deployable(model, *, int8: bool = False, calibration_inputs=None):
     """:func:`fold_bineal` as the converter's rewrite. Models whose batch norms were never
     trained (a freshly built model, converted for a latency or op census) are folded too; a
-    partly trained one is refused. ``int8=True``: the 8-bit stem and classifier are not yet
-    emitted as int8 ops (ValueError)."""
+    partly trained one is refused.
+
+    ``int8=True``: the 8-bit stem (:class:`DeployableBiNealStem`) and classifier (PokeBNN's
+    ``DeployableHead``) get fake-quant ops from their learned input bounds, with the stem output
+    and logit ranges measured on ``calibration_inputs`` (default: 8 seeded standard-normal
+    images), so LCE emits them as int8 ops. Raises ``MissingQuantizationInfoError`` when the
+    bounds were never calibrated."""
     if int8:
-        raise ValueError(
-            "int8 conversion of BiNeal's 8-bit stem and classifier is not implemented yet; "
-            "convert with int8=False (binary body, float stem and classifier)."
-        )
+        return _int8_model(model, calibration_inputs)
     return fold_bineal(model, allow_untrained=True)

@@ -22,7 +22,10 @@ __all__ = [
     "bn_affine",
     "binary_conv",
     "channel_prelu",
+    "fake_quant",
+    "fake_quant_weights",
     "full_map_mean",
+    "measured_range",
     "padding_correction",
     "shifted_batch_norm",
 ]
@@ -157,3 +160,37 @@ def shifted_batch_norm(layer, delta):
     weights[index] = (weights[index] + delta).astype(np.float32)
     new.set_weights(weights)
     return new
+
+
+def fake_quant(x, low: float, high: float):
+    """Per-tensor int8 fake quant of ``x`` over [low, high] (TFLite's activation scheme)."""
+    return tf.quantization.fake_quant_with_min_max_vars(
+        x, min=float(low), max=float(high), num_bits=8, narrow_range=False
+    )
+
+
+def fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
+    """Symmetric per-output-channel int8 fake quant of a constant kernel (TFLite's weight
+    scheme), with the range the model's own weight quantizer uses: max|w| per channel."""
+    moved = np.moveaxis(kernel, channel_axis, -1)
+    bound = np.max(np.abs(moved.reshape(-1, moved.shape[-1])), axis=0)
+    bound = np.maximum(bound, 1e-12).astype(np.float32)
+    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        tf.constant(moved), min=-bound, max=bound, num_bits=8, narrow_range=True
+    )
+    if channel_axis in (-1, kernel.ndim - 1):
+        return quantized
+    perm = list(range(kernel.ndim))
+    perm.insert(channel_axis % kernel.ndim, perm.pop(-1))
+    return tf.transpose(quantized, perm)
+
+
+def measured_range(values, margin: float = 1.1) -> "tuple[float, float]":
+    """[min, max] of ``values`` widened by ``margin`` and including 0: an int8 range for a
+    tensor the model has no quantizer for."""
+    values = np.asarray(values)
+    low, high = float(values.min()), float(values.max())
+    low, high = min(low, 0.0) * margin, max(high, 0.0) * margin
+    if high - low < 1e-6:
+        high = low + 1e-6
+    return low, high

@@ -73,6 +73,9 @@ import numpy as np
 import tensorflow as tf
 
 from larq_poke.converters.rewrites.common import (
+    fake_quant as _fake_quant,
+    fake_quant_weights as _fake_quant_weights,
+    measured_range as _range,
     ConvSpec,
     as_numpy,
     binary_conv,
@@ -209,28 +212,6 @@ class _ActivationQuant:
         if self.unsigned:
             return 0.0, top * (2.0**self.bits - 1.0) / 2.0**self.bits
         return -top, top
-
-
-def _fake_quant(x, low: float, high: float):
-    return tf.quantization.fake_quant_with_min_max_vars(
-        x, min=float(low), max=float(high), num_bits=8, narrow_range=False
-    )
-
-
-def _fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
-    """Symmetric per-output-channel int8 fake quant of a constant kernel (TFLite's weight
-    scheme), with the range the model's own weight quantizer uses: max|w| per channel."""
-    moved = np.moveaxis(kernel, channel_axis, -1)
-    bound = np.max(np.abs(moved.reshape(-1, moved.shape[-1])), axis=0)
-    bound = np.maximum(bound, 1e-12).astype(np.float32)
-    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-        tf.constant(moved), min=-bound, max=bound, num_bits=8, narrow_range=True
-    )
-    if channel_axis in (-1, kernel.ndim - 1):
-        return quantized
-    perm = list(range(kernel.ndim))
-    perm.insert(channel_axis % kernel.ndim, perm.pop(-1))
-    return tf.transpose(quantized, perm)
 
 
 # --- layers ------------------------------------------------------------------------------------
@@ -703,15 +684,6 @@ def _measure_int8_ranges(model, calibration_inputs) -> dict:
         elif isinstance(layer, DeployableHead):
             ranges[layer.name] = _range(tf.keras.Model(float_model.inputs, layer.output)(images))
     return ranges
-
-
-def _range(values, margin: float = 1.1) -> "tuple[float, float]":
-    values = np.asarray(values)
-    low, high = float(values.min()), float(values.max())
-    low, high = min(low, 0.0) * margin, max(high, 0.0) * margin
-    if high - low < 1e-6:
-        high = low + 1e-6
-    return low, high
 
 
 def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
