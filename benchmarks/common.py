@@ -89,3 +89,35 @@ def quicknet(size: int = 224, seed: int = 0):
     import larq_zoo
 
     return randomize(larq_zoo.sota.QuickNet(weights=None, input_shape=(size, size, 3)), seed)
+
+
+def bineal(width: float = 1.0, size: int = 224, seed: int = 0):
+    """BiNeal with random parameters (positive activation slopes, as its training constraint keeps
+    them), batch-norm statistics and 8-bit input bounds calibrated on random images."""
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+    from larq_poke.zoo import BiNeal
+
+    model = randomize(BiNeal(width, input_shape=(size, size, 3)), seed)
+    for weight in model.weights:
+        if weight.name.split("/")[-1].startswith("slope"):
+            weight.assign(np.abs(weight.numpy()) + 0.05)
+    calibrate_batch_norms(model, images(4, size, seed=seed + 7))
+    calibrate_activation_bounds(model, images(4, size, seed=seed + 8))
+    return model
+
+
+def resnet18_int8(size: int = 224, seed: int = 0):
+    """The float ResNet-18 reference with random weights and calibrated batch norms, converted to
+    full-int8 TFLite (post-training quantization on random images; float input and output).
+    Returns the Keras model and the flatbuffer."""
+    import tensorflow as tf
+
+    from larq_poke.zoo.references import ResNet18
+
+    model = calibrate_batch_norms(randomize(ResNet18(input_shape=(size, size, 3)), seed), images(4, size, seed=seed + 7))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    calibration = images(8, size, seed=seed + 9)
+    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return model, converter.convert()

@@ -1,6 +1,6 @@
 """Execution cycles of one image on a weight-stationary systolic-array accelerator.
 
-BOPs, ACE and model size ignore data movement. The BiNeal paper (Li et al., DJI,
+BOPs, ACE and model size ignore data movement. The BiNeal paper (Nie et al., DJI,
 arXiv 2202.03716) reports *execution cycles* from a closed-form count per block on a 1-bit
 systolic-array ASIC and claims that BiNeal needs 2.8–7× fewer cycles than 8-bit models and
 2.1–2.7× fewer than other BNN designs. Its closed form is not published; these claims are cited,

@@ -1,0 +1,100 @@
+"""BiNeal-1.0x against larq-zoo QuickNet (LCE's reference BNN) and an 8-bit ResNet-18 (full-int8
+TFLite), in one interleaved host run: LCE interpreter, indirect BGEMM kernel, 1 thread.
+
+    python benchmarks/bineal.py [--runs 30] [--size 224]
+
+All models have seeded random parameters with calibrated batch norms (latency and census do not
+depend on trained values; trivial values would change what the converter emits). BiNeal is
+converted with ``int8=True`` (its 8-bit stem and classifier as int8 ops, as the paper deploys
+it) and without (float stem and classifier).
+
+Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
+estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits), latency.
+Figures:
+
+* ``overhead`` O = (BiNeal / QuickNet latency) / (BiNeal / QuickNet BOPs): the cost per binary
+  MAC relative to LCE's reference design (target O ≤ 1.0);
+* ``int8_resnet18_ratio`` = ResNet-18 int8 latency / BiNeal int8 latency (the paper claims ≥ 1.3×
+  on a Snapdragon 845 with its Bolt engine; x86 reference kernels are no guide to ARM);
+* ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
+
+Last line: ``bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import common
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args()
+
+    from larq_poke.bench import benchmark
+    from larq_poke.converters import convert
+    from larq_poke.cost import profile
+    from larq_poke.cycles import estimate_cycles
+    from larq_poke.layers.bineal import bineal_block_names
+
+    folder = tempfile.mkdtemp(prefix="larq_poke_bineal_")
+    size = args.size
+    bineal = common.bineal(1.0, size)
+    quicknet = common.quicknet(size)
+    resnet, resnet_flatbuffer = common.resnet18_int8(size)
+    blocks = len(bineal_block_names(bineal))
+
+    paths, costs, reports = {}, {}, {}
+    for key, model, int8 in (("quicknet", quicknet, False), ("bineal", bineal, False), ("bineal_int8", bineal, True)):
+        result = convert(model, int8=int8, sample_inputs=common.images(4, size, seed=11))
+        reports[key] = result.report
+        paths[key] = result.save(os.path.join(folder, f"{key}.tflite"))
+    paths["resnet18_int8"] = os.path.join(folder, "resnet18_int8.tflite")
+    with open(paths["resnet18_int8"], "wb") as f:
+        f.write(resnet_flatbuffer)
+    for key, model, bits in (("quicknet", quicknet, None), ("bineal", bineal, None), ("resnet18_int8", resnet, 8)):
+        totals = profile(model).totals
+        cycles = estimate_cycles(model, as_bits=bits).totals["cycles"]
+        costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles)
+    costs["bineal_int8"] = costs["bineal"]
+    for key in ("quicknet", "bineal", "bineal_int8"):
+        report = reports[key]
+        fused = sum(1 for fate in report.binary_layers if fate.fused)
+        print(f"{key}: {fused}/{len(report.binary_layers)} LceBconv2d, bit-packed {report.bitpacked_outputs}/"
+              f"{len(report.bconvs)}, {report.size_bytes / 1e6:.2f} MB, float compute ops "
+              f"{report.float_compute_ops}, parity {report.parity.max_abs_diff:.2e} "
+              f"(top-1 agreement {report.parity.top1_agreement:.2f})")
+    print(f"resnet18_int8: {os.path.getsize(paths['resnet18_int8']) / 1e6:.2f} MB")
+    for key, cost in costs.items():
+        print(f"{key}: ACE {cost['ace'] / 1e9:.3f} G, BOPs {cost['bops'] / 1e9:.3f} G, "
+              f"estimated cycles {cost['cycles']:,}")
+
+    order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8"]
+    comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
+                           kernel="indirect_bgemm")
+    print(comparison.to_text())
+    latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
+    bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]
+    overhead = latency["bineal"] / latency["quicknet"] / bops_ratio
+    overhead_int8 = latency["bineal_int8"] / latency["quicknet"] / bops_ratio
+    resnet_ratio = latency["resnet18_int8"] / latency["bineal_int8"]
+    print(f"BiNeal/QuickNet: latency {latency['bineal'] / latency['quicknet']:.2f} (int8 stem and head "
+          f"{latency['bineal_int8'] / latency['quicknet']:.2f}), BOPs {bops_ratio:.2f}, overhead O = "
+          f"{overhead:.2f} (int8: {overhead_int8:.2f}); ResNet-18 int8 / BiNeal int8 latency "
+          f"{resnet_ratio:.2f}; cycles ResNet-18 int8 / BiNeal {costs['resnet18_int8']['cycles'] / costs['bineal']['cycles']:.2f}, "
+          f"QuickNet / BiNeal {costs['quicknet']['cycles'] / costs['bineal']['cycles']:.2f}")
+    report = reports["bineal_int8"]
+    fused = sum(1 for fate in report.binary_layers if fate.fused)
+    ops_per_block = sum(report.float_compute_ops.values()) / blocks
+    print(f"bineal: bconv={fused}/{len(report.binary_layers)} bitpacked={report.bitpacked_outputs}/"
+          f"{len(report.bconvs)} ops_per_block={ops_per_block:.2f} overhead={overhead:.2f} "
+          f"int8_resnet18_ratio={resnet_ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
