@@ -258,3 +258,29 @@ def test_int8_stem_and_classifier(converted):
     # The stem conv and the classifier (a 1x1 conv) are int8; the body's only float op is ADD.
     assert int8_ops.get("CONV_2D") == 2, int8_ops
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
+
+
+def test_int4_branches_train_form_fold_and_convert():
+    """D6: both branch outputs on 4-bit levels (−7..7 times a learned step) before the add; the
+    fold computes the same levels with float ops, exactly enough that every block bit agrees."""
+    model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10, branch_bits=4), seed=2)
+    rng = np.random.RandomState(4)
+    for layer in model.layers:
+        if layer.name.endswith(("_q",)):
+            layer.bound.assign(rng.uniform(0.5, 4.0))
+    x = _images()
+    q = model.get_layer("stage2.block1.main_q")
+    values = tf.keras.Model(model.input, q.output)(x).numpy()
+    step = q.bound.numpy() / 7
+    levels = values / step
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)  # on the grid
+    assert np.abs(levels).max() <= 7 + 1e-4 and len(np.unique(np.round(levels))) > 8
+    folded = fold_bineal(model)
+    names = bineal_block_names(model)
+    bits = tf.keras.Model(model.input, [model.get_layer(f"{n}.act2").output for n in names])(x)
+    sums = tf.keras.Model(folded.input, [folded.get_layer(f"{n}.add").output for n in names])(x)
+    for name, expected, total in zip(names, bits, sums):
+        np.testing.assert_array_equal(np.where(total.numpy() >= 0, 1.0, -1.0), expected.numpy(), err_msg=name)
+    np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="bits"):
+        BiNeal(0.5, input_shape=(SIZE, SIZE, 3), branch_bits=1)

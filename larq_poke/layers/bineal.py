@@ -17,7 +17,8 @@ project's (``../specs/bineal.md`` D1, D4, D5), made so that every term folds exa
   window (ReActNet's RSign / RPReLU roles).
 * :func:`bineal_block`: main path binary 3×3 conv (stride s) → BN → BiNealSign → binary 3×3 conv
   → BN; skip path binary conv (1×1 by default, ``skip_kernel=3`` for the "BOLD"-like variant,
-  stride s) → BN, on every block; add → BN → BiNealSign. Binary convs pad with +1
+  stride s) → BN, on every block; optionally both branches quantized to 4 bits
+  (:class:`BranchQuantizer`, D6); add → BN → BiNealSign. Binary convs pad with +1
   (``pad_values=1``), the padding LCE's bit-packed kernels use, so the trained and the
   deployed arithmetic are the same integers.
 
@@ -33,7 +34,7 @@ tf.keras.Model(x, y).summary()   # stage2.block1.conv1, .bn1, .act1, .conv2, ...
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import larq as lq
 import tensorflow as tf
@@ -48,6 +49,7 @@ __all__ = [
     "BN_EPSILON",
     "BN_MOMENTUM",
     "BiNealBlockParts",
+    "BranchQuantizer",
     "BiNealSign",
     "BiNealWeight",
     "MinValue",
@@ -186,6 +188,52 @@ class BiNealSign(GraphLayer):
         return tf.TensorShape(input_shape)
 
 
+@register_serializable
+class BranchQuantizer(GraphLayer):
+    r"""Optional INT4 of a block's branch outputs before the add (D6): symmetric fake quant with
+    a learned per-layer bound b, \(q(x) = s \lfloor \mathrm{clip}(x, -b, b) / s + 1/2 \rfloor\),
+    \(s = b / (2^{p-1} - 1)\) (levels −7..7 at 4 bits).
+
+    ```python
+    y = BranchQuantizer(bits=4, name="stage1.block1.main_q")(x)
+    ```
+
+    Straight-through for the rounding; the bound gets the clip's gradient (PACT). It starts at 3
+    (the branch outputs follow a BN). LCE has no INT4 add: the deployed block computes the same
+    levels with float ops (:func:`~larq_poke.converters.fold_bineal`)."""
+
+    def __init__(self, bits: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        if not 2 <= int(bits) <= 8:
+            raise ValueError(f"BranchQuantizer needs 2 <= bits <= 8, got {bits}.")
+        self.bits = int(bits)
+
+    @property
+    def levels(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    def build(self, input_shape):
+        self.bound = self.add_weight(
+            name="bound", shape=(), initializer=tf.keras.initializers.Constant(3.0),
+            constraint=MinValue(1e-3),
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        bound = tf.cast(self.bound, inputs.dtype)
+        step = bound / self.levels
+        clipped = tf.clip_by_value(inputs, -bound, bound)
+        scaled = clipped / step
+        rounded = scaled + tf.stop_gradient(tf.floor(scaled + 0.5) - scaled)
+        return rounded * step
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "bits": self.bits}
+
+
 def bineal_conv(x, filters: int, kernel_size: int, strides: int = 1, *, alpha: str = "channel", name: str):
     """A BiNeal binary conv: ±1 input (``ste_sign``, idempotent on the ±1 maps it receives),
     :class:`BiNealWeight` kernel, SAME padding with +1, no bias."""
@@ -217,12 +265,14 @@ def bineal_block(
     *,
     skip_kernel: int = 1,
     alpha: str = "channel",
+    branch_bits: Optional[int] = None,
     name: str,
 ):
     """One BiNeal block on a ±1 map ``x``; returns a ±1 map with ``filters`` channels.
 
     Adds ``{name}.conv1``, ``.bn1``, ``.act1``, ``.conv2``, ``.bn2`` (main path), ``.skip``,
-    ``.skip_bn`` (skip path), ``.add``, ``.bn3`` and ``.act2``.
+    ``.skip_bn`` (skip path), ``.add``, ``.bn3`` and ``.act2``; with ``branch_bits`` (4: the
+    paper's INT4 add), ``.main_q`` and ``.skip_q`` (:class:`BranchQuantizer`) before the add.
     """
     if skip_kernel not in (1, 3):
         raise ValueError(f"skip_kernel must be 1 (BiNeal) or 3 (the BOLD-like variant), got {skip_kernel}.")
@@ -233,6 +283,9 @@ def bineal_block(
     h = _bn(f"{name}.bn2")(h)
     s = bineal_conv(x, filters, skip_kernel, strides, alpha=alpha, name=f"{name}.skip")
     s = _bn(f"{name}.skip_bn")(s)
+    if branch_bits is not None:
+        h = BranchQuantizer(branch_bits, name=f"{name}.main_q")(h)
+        s = BranchQuantizer(branch_bits, name=f"{name}.skip_q")(s)
     y = tf.keras.layers.Add(name=f"{name}.add")([h, s])
     y = _bn(f"{name}.bn3")(y)
     return BiNealSign(name=f"{name}.act2")(y)
@@ -253,6 +306,8 @@ class BiNealBlockParts:
     add: object
     bn3: object
     act2: object
+    main_q: Optional[object] = None
+    skip_q: Optional[object] = None
 
 
 def bineal_block_names(model) -> List[str]:
@@ -274,4 +329,11 @@ def bineal_block_parts(model, name: str) -> BiNealBlockParts:
             parts[part] = model.get_layer(f"{name}.{part}")
         except ValueError:
             raise ValueError(f"BiNeal block {name!r} has no layer {name}.{part}") from None
+    for part in ("main_q", "skip_q"):
+        try:
+            parts[part] = model.get_layer(f"{name}.{part}")
+        except ValueError:
+            pass
+    if ("main_q" in parts) != ("skip_q" in parts):
+        raise ValueError(f"BiNeal block {name!r} quantizes one branch only; both or neither")
     return BiNealBlockParts(name=name, **parts)

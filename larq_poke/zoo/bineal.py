@@ -104,6 +104,7 @@ def BiNeal(
     weights=None,
     skip_kernel: int = 1,
     alpha: str = "channel",
+    branch_bits: Optional[int] = None,
     name: Optional[str] = None,
 ) -> tf.keras.Model:
     """Build BiNeal with width multiplier m (training form; deploy with
@@ -122,6 +123,8 @@ def BiNeal(
         weights file of this architecture.
     skip_kernel: 1 (BiNeal, default) or 3 (the "BOLD"-like variant) for every block's skip conv.
     alpha: granularity of the weight term α: "channel", "pair" or "element".
+    branch_bits: None (float branch add, default) or 4: the paper's INT4 add, as a learned
+        fake quant of both branch outputs (D6; deployed exactly with float ops, LCE has no INT4).
     """
     if not include_top and num_classes is not None:
         raise ValueError(
@@ -147,7 +150,8 @@ def BiNeal(
     x = _stem(x, int(_STAGES[0][1] * width_multiplier))
     for stage, block, filters, strides in stage_plan(width_multiplier):
         x = bineal_block(
-            x, int(filters), strides, skip_kernel=skip_kernel, alpha=alpha, name=f"stage{stage}.block{block}"
+            x, int(filters), strides, skip_kernel=skip_kernel, alpha=alpha, branch_bits=branch_bits,
+            name=f"stage{stage}.block{block}",
         )
     if include_top:
         x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)

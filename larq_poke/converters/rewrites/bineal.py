@@ -53,7 +53,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
 
-__all__ = ["BinarySign", "DeployableBiNealStem", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
 
 
 class UntrainedModelError(ValueError):
@@ -69,6 +69,25 @@ class BinarySign(GraphLayer):
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
+
+
+@register_serializable
+class QuantizationLevels(GraphLayer):
+    """``floor(clip(x, −L, L) + 1/2)``: the integer levels of a :class:`BranchQuantizer` whose
+    input was divided by its step."""
+
+    def __init__(self, levels: int = 7, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = int(levels)
+
+    def call(self, inputs):
+        return tf.floor(tf.clip_by_value(inputs, -float(self.levels), float(self.levels)) + 0.5)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels}
 
 
 # --- thresholds ---------------------------------------------------------------------------------
@@ -256,19 +275,37 @@ def _block_substitutes(model, b, users, outputs) -> dict:
     t3 = sign_threshold(b.act2)
     conv2 = _deploy_conv(b.conv2, signs2, f"{b.name}.conv2")
     skip = _deploy_conv(b.skip, signs_s, f"{b.name}.skip")
-    main_affine = ChannelAffine(s3 * a2, s3 * c2 + c3 - t3, name=f"{b.name}.bn2")
-    skip_affine = ChannelAffine(s3 * a_s, s3 * c_s, name=f"{b.name}.skip_bn")
+    if b.main_q is None:
+        main_path = [ChannelAffine(s3 * a2, s3 * c2 + c3 - t3, name=f"{b.name}.bn2")]
+        skip_path = [ChannelAffine(s3 * a_s, s3 * c_s, name=f"{b.name}.skip_bn")]
+    else:  # INT4 branches: the levels in float ops, then the last BN and threshold
+        step_m, step_s = (float(as_numpy(q.bound)) / q.levels for q in (b.main_q, b.skip_q))
+        main_path = [
+            ChannelAffine(a2 / step_m, c2 / step_m, name=f"{b.name}.bn2"),
+            QuantizationLevels(b.main_q.levels, name=f"{b.name}.main_q"),
+            ChannelAffine(s3 * step_m, c3 - t3, name=f"{b.name}.main_scale"),
+        ]
+        skip_path = [
+            ChannelAffine(a_s / step_s, c_s / step_s, name=f"{b.name}.skip_bn"),
+            QuantizationLevels(b.skip_q.levels, name=f"{b.name}.skip_q"),
+            ChannelAffine(s3 * step_s, name=f"{b.name}.skip_scale"),
+        ]
     act2_out = node_output(model, b.act2)
 
     def whole_block(args, new):
         x = new(block_input)
         h = ChannelAffine(shift=shift1, name=f"{b.name}.threshold1")(conv1(x))
-        h = main_affine(conv2(h))
-        s = skip_affine(skip(x))
+        h, s = conv2(h), skip(x)
+        for layer in main_path:
+            h = layer(h)
+        for layer in skip_path:
+            s = layer(s)
         y = tf.keras.layers.Add(name=f"{b.name}.add")([h, s])
         return _finish(y, act2_out, users, outputs, f"{b.name}.sign")
 
-    inner = {getattr(b, part).name for part in ("conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3")}
+    parts = ["conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3"]
+    parts += ["main_q", "skip_q"] if b.main_q is not None else []
+    inner = {getattr(b, part).name for part in parts}
     subs = {name: (lambda args, new: args[0]) for name in inner}
     subs[b.act2.name] = whole_block
     return subs
