@@ -51,3 +51,31 @@ def _clear_keras_session():
 
     yield
     tf.keras.backend.clear_session()
+
+
+def run_two_workers(command, timeout: int = 600):
+    """Run ``command`` (an argv list) as the two workers of a MultiWorkerMirroredStrategy cluster on
+    free ports of 127.0.0.1 (``TF_CONFIG``); wait for both, fail with a worker's stderr if one
+    fails, and return their stdouts."""
+    import json
+    import os
+    import socket
+    import subprocess
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    for index, process in enumerate(processes):
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, f"worker {index} failed:\n{err[-3000:]}"
+        outputs.append(out)
+    return outputs

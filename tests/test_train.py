@@ -205,28 +205,11 @@ def test_two_worker_processes_train_together():
     """MultiWorkerMirroredStrategy, two processes on 127.0.0.1 (TF_CONFIG): both end with the
     same weights, those of one process training on the whole global batch."""
     import json
-    import os
-    import socket
-    import subprocess
     import sys
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen([sys.executable, "-c", _WORKER], env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True))
-    outputs = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=600)
-        assert worker.returncode == 0, err[-3000:]
-        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    from conftest import run_two_workers
+
+    outputs = [json.loads(out.strip().splitlines()[-1]) for out in run_two_workers([sys.executable, "-c", _WORKER])]
     reference = _run_worker(_single_env())
     for a, b, ref in zip(outputs[0], outputs[1], reference):
         np.testing.assert_array_equal(np.array(a), np.array(b))

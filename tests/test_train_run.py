@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_two_workers
 from larq_poke.train.run import TrainConfig, TrainError, train
 
 
@@ -142,8 +143,6 @@ def test_multi_worker_command_trains_like_one_process(folder, tmp_path):
     """``larq-poke train --distribute multi-worker``: two processes on 127.0.0.1 (TF_CONFIG) end
     with the weights of a one-process run on the same global batches; only the chief writes the
     output folder, the worker's temporary checkpoints are gone."""
-    import socket
-
     tf.keras.utils.set_random_seed(3)
     inputs = tf.keras.Input((16, 16, 3))
     x = tf.keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)  # no batch norm: per-replica statistics
@@ -155,21 +154,7 @@ def test_multi_worker_command_trains_like_one_process(folder, tmp_path):
                 "--dataset", str(folder), "--image-size", "16", "--batch-size", "4", "--epochs", "2",
                 "--checkpoint-every", "3", "--deterministic", "--seed", "2", "--output", str(output)]
 
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(command(tmp_path / "multi") + ["--distribute", "multi-worker"], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for process in processes:
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-3000:]
+    run_two_workers(command(tmp_path / "multi") + ["--distribute", "multi-worker"])
     single_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     done = subprocess.run(command(tmp_path / "single") + ["--distribute", "none"], env=single_env,
                           capture_output=True, text=True, timeout=600)

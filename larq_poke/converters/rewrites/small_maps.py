@@ -28,15 +28,9 @@ import tensorflow as tf
 
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.converters.rewrites.common import ConstantAdd, as_numpy, padding_correction
-from larq_poke.keras_graph import model_nodes, quiet_larq_warnings, rebuild_functional
+from larq_poke.keras_graph import model_nodes, quiet_larq_warnings, rebuild_functional, same_paddings
 
 __all__ = ["small_map_deployable", "needs_small_map_rewrite"]
-
-
-def _same_paddings(size: int, kernel: int, stride: int):
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return [total // 2, total - total // 2]
 
 
 def needs_small_map_rewrite(layer, input_shape) -> bool:
@@ -58,10 +52,11 @@ def _targets(model):
     }
 
 
-def small_map_deployable(model):
+def small_map_deployable(model, *, targets=None):
     """``model`` with every such conv as a one-padded conv plus the constant correction (see the
-    module docstring); other layers are reused, the argument is not modified."""
-    targets = _targets(model)
+    module docstring); other layers are reused, the argument is not modified. ``targets``: the
+    ids of the convs to rewrite, when the caller has found them already."""
+    targets = _targets(model) if targets is None else targets
 
     def substitute(layer, args, inbound, out, new):
         if id(layer) not in targets:
@@ -75,11 +70,28 @@ def small_map_deployable(model):
         conv.set_weights(layer.get_weights())
         latent = tf.constant(as_numpy(layer.kernel))
         kernel = np.asarray(layer.kernel_quantizer(latent) if layer.kernel_quantizer else latent, np.float32)
-        paddings = [_same_paddings(n, k, s) for n, k, s in zip(shape[:2], layer.kernel_size, layer.strides)]
+        paddings = same_paddings((None,) + shape, layer.kernel_size, layer.strides)
         correction = padding_correction(kernel, (1,) + shape, paddings, layer.strides)
         return ConstantAdd(-correction, name=f"{layer.name}.zero_pad_correction")(conv(args[0]))
 
     return rebuild_functional(model, substitute)
 
 
-register_rewrite(lambda model: bool(_targets(model)), small_map_deployable, name="small_maps")
+class _SmallMaps:
+    """The registered rewrite: the predicate's search for target convs is reused by the rewrite
+    it admits (one walk of the graph, not two)."""
+
+    def __init__(self):
+        self._found = (None, None)  # (id of the model, its targets)
+
+    def applies(self, model) -> bool:
+        self._found = (id(model), _targets(model))
+        return bool(self._found[1])
+
+    def rewrite(self, model):
+        model_id, targets = self._found
+        return small_map_deployable(model, targets=targets if model_id == id(model) else None)
+
+
+_SMALL_MAPS = _SmallMaps()
+register_rewrite(_SMALL_MAPS.applies, _SMALL_MAPS.rewrite, name="small_maps")
