@@ -75,3 +75,33 @@ def test_cli_on_a_saved_model_and_its_tflite(model, folder, tmp_path, capsys):
 def test_cli_errors_are_named(folder, capsys):
     assert main(["eval", "bnext-t", "--dataset", str(folder), "--split", "validation", "--image-size", "32"]) == 2
     assert "no split 'validation'" in capsys.readouterr().err
+
+
+def test_convert_carries_the_training_preprocessing_into_the_tflite(model, folder, tmp_path, capsys):
+    """A `larq-poke train` output folder (model.keras + preprocessing.json): `larq-poke convert`
+    stores that preprocessing in the file, so `eval model.tflite` scores what `eval model.keras`
+    does — not the 'plain' default."""
+    import dataclasses
+    import json
+
+    from larq_poke.data import preprocessing
+
+    prep = dataclasses.replace(preprocessing.get("plain").with_size(16), mean=(0.2, 0.3, 0.4), std=(0.5, 0.6, 0.7))
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "preprocessing.json").write_text(json.dumps(prep.to_dict()))
+    images, labels = [], []
+    for index, label in enumerate(CLASSES):
+        for path in sorted((folder / "test" / label).iterdir()):
+            pixels = tf.io.decode_png(path.read_bytes()).numpy().astype(np.float32) / 255.0
+            images.append((pixels - np.array([0.2, 0.3, 0.4])) / np.array([0.5, 0.6, 0.7]))
+            labels.append(index)
+    logits = model.predict(np.asarray(images, np.float32), verbose=0)
+    top1 = float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))
+    assert top1 != expected_accuracy(model, folder)[0]  # the normalisation matters for this model
+
+    tflite = tmp_path / "model.tflite"
+    assert main(["convert", str(tmp_path / "model.keras"), "-o", str(tflite), "--no-verify"]) == 0
+    capsys.readouterr()
+    for source in (tmp_path / "model.keras", tflite):
+        assert main(["eval", str(source), "--dataset", str(folder), "--split", "test"]) == 0
+        assert capsys.readouterr().out.strip().splitlines()[-1] == f"eval: top1={top1:.4f} top5=1.0000 n=21"

@@ -15,6 +15,7 @@ stderr, the report to stdout (``--json`` for the JSON form).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -67,6 +68,22 @@ def load_model(args):
     return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
 
 
+def _with_training_preprocessing(source: str, flatbuffer: bytes) -> bytes:
+    """The flatbuffer with the preprocessing a ``larq-poke train`` output was trained with in its
+    metadata (``preprocessing.json`` beside the model file), as the trainer's own conversion
+    writes it, so that ``larq-poke eval model.tflite`` uses it too."""
+    import json
+
+    from larq_poke.converters.metadata import PREPROCESSING_KEY, add_metadata
+    from larq_poke.train.teachers import saved_preprocessing
+
+    prep = saved_preprocessing(source) if os.path.exists(source) else None
+    if prep is None:
+        return flatbuffer
+    _progress(f"preprocessing {prep.name!r} from the training run stored in the file's metadata")
+    return add_metadata(flatbuffer, PREPROCESSING_KEY, json.dumps(prep.to_dict()).encode())
+
+
 def run(args) -> int:
     from larq_poke.cli.models import converter_log
     from larq_poke.converters.conversion_report import StrictConversionError
@@ -96,7 +113,9 @@ def run(args) -> int:
         raise failure
 
     output = args.output or f"{model.name}.tflite"
-    result.save(output)
-    _progress(f"wrote {output} ({len(result.flatbuffer):,} bytes) in "
+    flatbuffer = _with_training_preprocessing(args.model, result.flatbuffer)
+    with open(output, "wb") as f:
+        f.write(flatbuffer)
+    _progress(f"wrote {output} ({len(flatbuffer):,} bytes) in "
               f"{time.perf_counter() - start:.1f} s")
     return 0
