@@ -186,6 +186,7 @@ def test_every_body_conv_is_binary_and_the_first_of_each_main_path_bitpacked(con
     assert report.op_counts["ADD"] == 8
     assert {op["op"] for op in report.float_ops_between_binary_convs} <= {"ADD"}
     assert report.parity.max_abs_diff < 1e-4 and report.parity.top1_agreement == 1.0
+    assert any(note.startswith("BiNeal: per block the only float work left is the branch ADD") for note in report.notes)
 
 
 def test_costs_count_folded_terms_as_parameters_only():

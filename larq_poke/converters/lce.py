@@ -200,6 +200,10 @@ def convert(
     report = _build_report(
         original, info, fates, unmatched, target=target, int8=int8, rewrites=rewrites
     )
+    for check in getattr(model, "_deployment_checks", ()):  # a rewrite's claims, checked on the file
+        note = check(report)
+        if note:
+            report.notes.append(note)
     report.conversion_seconds = round(seconds, 2)
     report.converter_errors = converter_errors
     report.notes.extend(converter_notes)

@@ -26,7 +26,9 @@ Rules for a rewrite function:
   argument;
 * be idempotent in effect: its predicate should not match its own output (otherwise
   :func:`deployable` would apply it again, which it refuses to do: each rewrite runs at most once);
-* the converter checks the claim: it compares the converted model against the *original* model.
+* the converter checks the claim: it compares the converted model against the *original* model;
+* a rewrite may set ``_deployment_checks`` on the model it returns: functions of the conversion
+  report that return a note for the report (or None), e.g. what float work is left per block.
 
 ``larq_poke.converters.deployable`` is this module's :func:`deployable`.
 """

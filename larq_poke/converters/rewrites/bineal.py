@@ -29,7 +29,8 @@ inference = fold_bineal(trained_model)          # same outputs in inference mode
 
 from __future__ import annotations
 
-from collections import defaultdict
+import functools
+from collections import Counter, defaultdict
 from typing import Dict, List, Optional
 
 import larq as lq
@@ -253,7 +254,23 @@ def fold_bineal(model, *, allow_untrained: bool = False):
         fn = replace.get(layer.name)
         return fn(args, new) if fn is not None else None
 
-    return rebuild_functional(model, substitute)
+    folded = rebuild_functional(model, substitute)
+    folded._deployment_checks = (functools.partial(_float_work_note, blocks=len(blocks)),)
+    return folded
+
+
+def _float_work_note(report, blocks: int) -> Optional[str]:
+    """What float work the file keeps between binary convs, per BiNeal block (from the census)."""
+    if not blocks:
+        return None
+    between = Counter(op["op"] for op in report.float_ops_between_binary_convs)
+    expected = Counter({"ADD": blocks - 1})  # the last block's ADD feeds the head
+    if between == expected:
+        return (f"BiNeal: per block the only float work left is the branch ADD ({blocks} blocks: "
+                f"{blocks - 1} ADDs between binary convs, the last block's feeds the head)")
+    shown = ", ".join(f"{op} {n}" for op, n in sorted(between.items())) or "none"
+    return (f"BiNeal: float ops between binary convs for {blocks} blocks: {shown} (more than the "
+            "branch ADD per block: INT4 branch levels, or a block LCE did not fuse)")
 
 
 def _finish(x, act_output, users, outputs, name):
