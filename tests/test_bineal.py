@@ -285,3 +285,18 @@ def test_int4_branches_train_form_fold_and_convert():
     np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
     with pytest.raises(ValueError, match="bits"):
         BiNeal(0.5, input_shape=(SIZE, SIZE, 3), branch_bits=1)
+
+
+def test_multiscale_features_for_dense_heads():
+    model = BiNeal(0.5, include_top=False, multiscale=True, input_shape=(64, 96, 3))
+    shapes = [tuple(o.shape) for o in model.outputs]
+    assert shapes == [(None, 16, 24, 32), (None, 8, 12, 64), (None, 4, 6, 128), (None, 2, 3, 256)]
+    outputs = trained_like(model, seed=3)(np.random.RandomState(0).randn(1, 64, 96, 3).astype(np.float32))
+    assert all(set(np.unique(o.numpy())) <= {-1.0, 1.0} for o in outputs)  # ±1 maps
+    folded = fold_bineal(model)  # outputs that no binary conv consumes get an explicit sign
+    for a, b in zip(folded(np.ones((1, 64, 96, 3), np.float32)), model(np.ones((1, 64, 96, 3), np.float32), training=False)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="divisible by 32"):
+        BiNeal(0.5, include_top=False, multiscale=True, input_shape=(64, 80, 3))
+    with pytest.raises(ValueError, match="include_top=False"):
+        BiNeal(0.5, multiscale=True, input_shape=(64, 64, 3))

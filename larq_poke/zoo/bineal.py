@@ -105,6 +105,7 @@ def BiNeal(
     skip_kernel: int = 1,
     alpha: str = "channel",
     branch_bits: Optional[int] = None,
+    multiscale: bool = False,
     name: Optional[str] = None,
 ) -> tf.keras.Model:
     """Build BiNeal with width multiplier m (training form; deploy with
@@ -125,12 +126,24 @@ def BiNeal(
     alpha: granularity of the weight term α: "channel", "pair" or "element".
     branch_bits: None (float branch add, default) or 4: the paper's INT4 add, as a learned
         fake quant of both branch outputs (D6; deployed exactly with float ops, LCE has no INT4).
+    multiscale: with ``include_top=False``, return the four stage outputs (±1 maps at strides 4,
+        8, 16 and 32 with 64m, 128m, 256m, 512m channels) for dense-prediction heads; the input
+        height and width must then be multiples of 32.
     """
     if not include_top and num_classes is not None:
         raise ValueError(
             f"num_classes={num_classes} has no effect with include_top=False (the model returns "
             "features); leave it out or set include_top=True."
         )
+    if multiscale and include_top:
+        raise ValueError("multiscale=True returns backbone features: use it with include_top=False.")
+    if multiscale and input_shape is not None:
+        bad = [size for size in tuple(input_shape)[:2] if size is not None and size % 32]
+        if bad:
+            raise ValueError(
+                f"multiscale features need an input height and width divisible by 32 (the stride of "
+                f"the last stage), got input_shape={tuple(input_shape)}."
+            )
     num_classes = 1000 if num_classes is None else num_classes
     if alpha not in ALPHA_GRANULARITIES:
         raise ValueError(f"alpha must be one of {', '.join(ALPHA_GRANULARITIES)}, got {alpha!r}.")
@@ -148,11 +161,17 @@ def BiNeal(
         min_size=32,
     )
     x = _stem(x, int(_STAGES[0][1] * width_multiplier))
-    for stage, block, filters, strides in stage_plan(width_multiplier):
+    features = []
+    plan = stage_plan(width_multiplier)
+    for index, (stage, block, filters, strides) in enumerate(plan):
         x = bineal_block(
             x, int(filters), strides, skip_kernel=skip_kernel, alpha=alpha, branch_bits=branch_bits,
             name=f"stage{stage}.block{block}",
         )
+        if index + 1 == len(plan) or plan[index + 1][0] != stage:
+            features.append(x)
+    if multiscale:
+        x = features
     if include_top:
         x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
         dense = lq.layers.QuantDense(
