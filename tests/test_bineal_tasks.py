@@ -1,0 +1,81 @@
+"""BiNeal's dense-prediction models: the generated shapes data checked against its own geometry,
+the FCN learning on it (held-out mIoU above a background-only predictor) and deploying with LCE."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from larq_poke.converters import convert
+from larq_poke.data.shapes import SHAPE_CLASSES, generate_shapes
+from larq_poke.zoo.bineal_tasks import BiNealFCN
+
+SIZE = 64
+CLASSES = len(SHAPE_CLASSES)
+
+
+def _norm(images):
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def test_shapes_masks_lie_in_their_boxes_and_are_seeded():
+    images, masks, boxes = generate_shapes(40, size=SIZE, seed=3)
+    assert images.shape == (40, SIZE, SIZE, 3) and images.dtype == np.uint8 and masks.shape == (40, SIZE, SIZE)
+    again = generate_shapes(40, size=SIZE, seed=3)
+    np.testing.assert_array_equal(again[0], images)
+    assert not np.array_equal(generate_shapes(40, size=SIZE, seed=4)[1], masks)
+    seen = set()
+    for mask, found in zip(masks, boxes):
+        assert 1 <= len(found) <= 3
+        covered = np.zeros_like(mask, bool)
+        for kind, x0, y0, x1, y1 in found:
+            assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE
+            box = np.zeros_like(mask, bool)
+            box[y0:y1, x0:x1] = True
+            covered |= box & (mask == kind)
+            seen.add(kind)
+        assert np.all(covered == (mask > 0))  # every shape pixel lies in a box of its class
+    assert seen == {1, 2, 3}
+    with pytest.raises(ValueError, match="size >= 16"):
+        generate_shapes(2, size=8)
+
+
+def test_fcn_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes"):
+        BiNealFCN(1, 0.5, input_shape=(SIZE, SIZE, 3))
+    with pytest.raises(ValueError, match="divisible by 32"):
+        BiNealFCN(4, 0.5, input_shape=(SIZE, 80, 3))
+    with pytest.raises(ValueError, match="include_top"):
+        BiNealFCN(4, 0.5, input_shape=(SIZE, SIZE, 3), include_top=True)
+
+
+@pytest.fixture(scope="module")
+def trained_fcn():
+    tf.keras.utils.set_random_seed(0)
+    images, masks, _ = generate_shapes(512, size=SIZE, seed=0)
+    model = BiNealFCN(CLASSES, 0.5, input_shape=(SIZE, SIZE, 3))
+    assert model.output_shape == (None, SIZE, SIZE, CLASSES)
+    model.compile(tf.keras.optimizers.Adam(2e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(_norm(images), masks, batch_size=32, epochs=6, verbose=0)
+    return model
+
+
+def _miou(logits, masks):
+    metric = tf.keras.metrics.MeanIoU(CLASSES, sparse_y_pred=False)
+    metric.update_state(masks, logits)
+    return float(metric.result())
+
+
+def test_fcn_learns_the_shapes(trained_fcn):
+    images, masks, _ = generate_shapes(64, size=SIZE, seed=1)
+    miou = _miou(trained_fcn.predict(_norm(images), verbose=0), masks)
+    trivial = _miou(np.eye(CLASSES)[np.zeros_like(masks)], masks)  # everything background
+    assert trivial == pytest.approx(np.mean(masks == 0) / CLASSES)
+    assert miou > trivial + 0.06, (miou, trivial)
+
+
+def test_fcn_deploys_with_lce(trained_fcn):
+    images, _, _ = generate_shapes(4, size=SIZE, seed=2)
+    report = convert(trained_fcn, strict=True, sample_inputs=_norm(images)).report
+    assert len(report.binary_layers) == 24 and report.fully_binarized and report.bitpacked_outputs == 8
+    assert report.op_counts.get("RESIZE_BILINEAR") == 3
+    assert report.parity.max_abs_diff < 1e-3 * max(1.0, report.parity.max_abs_reference)
