@@ -79,3 +79,25 @@ def test_fcn_deploys_with_lce(trained_fcn):
     assert len(report.binary_layers) == 24 and report.fully_binarized and report.bitpacked_outputs == 8
     assert report.op_counts.get("RESIZE_BILINEAR") == 3
     assert report.parity.max_abs_diff < 1e-3 * max(1.0, report.parity.max_abs_reference)
+
+
+def test_fcn_int8_stem_and_score_convs(trained_fcn):
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+
+    images, _, _ = generate_shapes(8, size=SIZE, seed=5)
+    calibrate_activation_bounds(trained_fcn, _norm(images))
+    result = convert(trained_fcn, int8=True, sample_inputs=_norm(images))
+    info, report = result.model_info, result.report
+    int8_convs = sum(1 for op in info.operators if op.op_type == "CONV_2D" and info.op_output_dtype(op) == "INT8")
+    assert int8_convs == 4  # the stem and the three score convs
+    assert report.fully_binarized and report.bitpacked_outputs == 8
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    held_out, masks, _ = generate_shapes(32, size=SIZE, seed=6)
+    interpreter = Interpreter(result.flatbuffer, num_threads=1, use_indirect_bgemm=True)
+    int8_logits = np.concatenate([interpreter.predict(_norm(held_out[i:i + 8])) for i in range(0, 32, 8)])
+    keras_logits = trained_fcn.predict(_norm(held_out), verbose=0)
+    agreement = np.mean(np.argmax(int8_logits, -1) == np.argmax(keras_logits, -1))
+    print(f"int8 pixel agreement {agreement:.3f}, mIoU int8 {_miou(int8_logits, masks):.3f} keras {_miou(keras_logits, masks):.3f}")
+    assert agreement >= 0.9
+    assert _miou(int8_logits, masks) >= _miou(keras_logits, masks) - 0.05

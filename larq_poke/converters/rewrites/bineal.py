@@ -54,7 +54,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
 
-__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "SignInputInt8Conv", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
 
 
 class UntrainedModelError(ValueError):
@@ -383,6 +383,55 @@ class DeployableBiNealStem(GraphLayer):
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
 
 
+#: int8 range in which −1 and +1 are both exact (scale 1/127, zero point 128).
+SIGN_RANGE = (-128.0 / 127.0, 1.0)
+
+
+def _is_int8_conv_on_signs(model, layer, signs) -> bool:
+    from larq_poke.quantizers import SignedWeightQuantizer
+
+    return (
+        isinstance(layer, lq.layers.QuantConv2D)
+        and layer.input_quantizer is None
+        and isinstance(layer.kernel_quantizer, SignedWeightQuantizer)
+        and layer.kernel_quantizer.bits == 8
+        and len(node_inputs(model, layer)) == 1
+        and id(node_inputs(model, layer)[0]) in signs
+    )
+
+
+@register_serializable
+class SignInputInt8Conv(GraphLayer):
+    """An 8-bit conv whose input is a ±1 map (BiNeal's dense-prediction score convs) as an int8
+    conv: the input on an int8 grid where ±1 are exact, the 8-bit weights per output channel,
+    the output over its measured range."""
+
+    def __init__(self, conv=None, output_range=None, **kwargs):
+        super().__init__(**kwargs)
+        if conv is None or output_range is None:
+            raise ValueError("SignInputInt8Conv is built by bineal_deployable(model, int8=True)")
+        from larq_poke.converters.rewrites.pokebnn import _quantized_kernel
+
+        self._kernel = _quantized_kernel(conv)
+        self._bias = as_numpy(conv.bias) if conv.use_bias else None
+        self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
+        self._output_range = output_range
+
+    def call(self, inputs, training=None):
+        x = fake_quant(inputs, *SIGN_RANGE)  # the folded model signs the map first (BinarySign)
+        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding)
+        if self._bias is not None:
+            y = y + self._bias
+        return fake_quant(y, *self._output_range)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
+        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+
+
 def _stem_parts(model, act):
     """(conv, bn, pool) of an 8-bit stem conv → BN → max pool → ``act`` chain, or None."""
     from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
@@ -422,9 +471,13 @@ def _int8_model(model, calibration_inputs):
         parts = _stem_parts(model, act)
         if parts is not None:
             stems[act.name] = parts
+    scores = {}  # 8-bit convs reading a ±1 map (dense-prediction heads)
+    signs = {id(node_output(model, layer)) for layer in model.layers if isinstance(layer, BiNealSign)}
     for layer in model.layers:
         if _is_pokebnn_head(layer):
             heads[layer.name] = layer
+        elif _is_int8_conv_on_signs(model, layer, signs):
+            scores[layer.name] = layer
     for conv, _, _ in stems.values():
         if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
             raise MissingQuantizationInfoError(
@@ -437,7 +490,7 @@ def _int8_model(model, calibration_inputs):
         probe = DeployableBiNealStem(conv, bn, pool, model.get_layer(name), output_range=(-1.0, 1.0))
         x = tf.keras.Model(model.inputs, node_inputs(model, conv)[0])(images)
         ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
-    for name in heads:
+    for name in list(heads) + list(scores):
         ranges[name] = measured_range(tf.keras.Model(folded.inputs, node_output(folded, folded.get_layer(name)))(images))
     # In the folded model the stem's sign is gone (its threshold is in the shifted BN): replace
     # conv → BN → pool at the pool.
@@ -455,6 +508,8 @@ def _int8_model(model, calibration_inputs):
         if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
             pending_pool[id(output)] = args[0]
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
+        if layer.name in scores:
+            return SignInputInt8Conv(layer, output_range=ranges[layer.name], name=layer.name)(args[0])
         if layer.name in heads and id(inbound[0]) in pending_pool:
             head = DeployableHead(layer, int8=True, logit_range=ranges[layer.name], name=layer.name)
             return head(pending_pool[id(inbound[0])])
