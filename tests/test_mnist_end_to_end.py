@@ -23,7 +23,7 @@ def test_digits_teacher_and_bnext_student_learn_and_deploy(tmp_path):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     result = benchmark.main(["--out", str(tmp_path), "--per-class-train", "200", "--per-class-test", "30",
-                             "--teacher-epochs", "6", "--student-epochs", "4", "--students", "bnext"])
+                             "--teacher-epochs", "6", "--epochs", "bnext=4", "--students", "bnext"])
     assert result["teacher_top1"] >= 0.85  # chance is 0.1
     assert result["bnext_keras_top1"] >= 0.5
     # The converted file scores what the Keras model scores (within one digit in 300).
