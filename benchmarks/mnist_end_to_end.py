@@ -119,6 +119,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--teacher-epochs", type=int, default=25)
     parser.add_argument("--epochs", action="append", default=[], metavar="RECIPE=N",
                         help="a student's epochs instead of its default (pokebnn 20, bnext 10, bineal 30)")
+    parser.add_argument("--per-class-train", type=int, default=400)
+    parser.add_argument("--per-class-test", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--students", default="pokebnn,bnext,bineal", help="recipes to train, comma separated")
     args = parser.parse_args(argv)
 
