@@ -62,6 +62,10 @@ def main() -> None:
         cycles = estimate_cycles(model, as_bits=bits).totals["cycles"]
         costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles)
     costs["bineal_int8"] = costs["bineal"]
+    from larq_poke.zoo import BNextT, PokeBNN
+
+    for key, build in (("pokebnn-1.0x", lambda: PokeBNN(1.0)), ("bnext-t", BNextT)):  # cycles only
+        print(f"{key}: estimated cycles {estimate_cycles(build()).totals['cycles']:,}")
     for key in ("quicknet", "bineal", "bineal_int8"):
         report = reports[key]
         fused = sum(1 for fate in report.binary_layers if fate.fused)
