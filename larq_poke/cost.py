@@ -52,7 +52,7 @@ import tensorflow as tf
 from larq_poke.converters.fusability import structure_reason
 from larq_poke.keras_graph import walk_layers
 
-__all__ = ["LayerCost", "CostReport", "profile", "summary"]
+__all__ = ["LayerCost", "CostReport", "profile", "summary", "text_table"]
 
 
 @dataclasses.dataclass
@@ -408,10 +408,15 @@ def _si(value: float) -> str:
     return f"{value:.0f}"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 3) -> List[str]:
+    """Lines of a plain-text table: the first ``left`` columns left-aligned, the rest
+    right-aligned, a rule under the headers and at the end (the cost and cycle reports')."""
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+
     def line(cells):
-        return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
     rule = "-" * len(line(headers))
     return [line(headers), rule] + [line(r) for r in rows] + [rule]
 
@@ -429,7 +434,7 @@ def _format_report(report: CostReport, all_layers: bool) -> str:
     t = report.totals
     size = "x".join(str(d) for d in report.input_shape)
     lines = [f"Costs of {report.model_name} (one {size} input)"]
-    lines += _table(headers, rows)
+    lines += text_table(headers, rows)
     if hidden:
         lines.append(f"+ {len(hidden)} layers without MACs ({sum(r.params for r in hidden):,} params)")
     fb = report.float_bits

@@ -79,11 +79,11 @@ import dataclasses
 import json
 import math
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from larq_poke.cost import LayerCost, profile
+from larq_poke.cost import LayerCost, profile, text_table
 from larq_poke.keras_graph import walk_layers
 
 __all__ = ["SystolicArray", "LayerCycles", "CycleReport", "estimate_cycles"]
@@ -329,17 +329,6 @@ def estimate_cycles(
 # Formatting.
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int) -> List[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-
-    def line(cells):
-        return "  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "-" * len(line(headers))
-    return [line(headers), rule] + [line(r) for r in rows] + [rule]
-
-
 def _format(report: CycleReport) -> str:
     a = report.array
     fill = "occupied rows + cols" if a.fill_drain is None else str(a.fill_drain)
@@ -357,7 +346,7 @@ def _format(report: CycleReport) -> str:
         f"{a.pe_bits}-bit PEs, {a.buffer_bytes:,} B buffer, {a.dram_bytes_per_cycle} B/cycle DRAM, "
         f"fill/drain per tile: {fill}; unquantized operands at {floats}",
     ]
-    lines += _table(headers, rows, left=2)
+    lines += text_table(headers, rows, left=2)
     lines += [
         f"Cycles:           {t['cycles']:,}  (sum of max(compute, movement) per layer)",
         f"Compute cycles:   {t['compute_cycles']:,}",

@@ -52,11 +52,10 @@ def _targets(model):
     }
 
 
-def small_map_deployable(model, *, targets=None):
+def small_map_deployable(model):
     """``model`` with every such conv as a one-padded conv plus the constant correction (see the
-    module docstring); other layers are reused, the argument is not modified. ``targets``: the
-    ids of the convs to rewrite, when the caller has found them already."""
-    targets = _targets(model) if targets is None else targets
+    module docstring); other layers are reused, the argument is not modified."""
+    targets = _targets(model)
 
     def substitute(layer, args, inbound, out, new):
         if id(layer) not in targets:
@@ -77,21 +76,8 @@ def small_map_deployable(model, *, targets=None):
     return rebuild_functional(model, substitute)
 
 
-class _SmallMaps:
-    """The registered rewrite: the predicate's search for target convs is reused by the rewrite
-    it admits (one walk of the graph, not two)."""
-
-    def __init__(self):
-        self._found = (None, None)  # (id of the model, its targets)
-
-    def applies(self, model) -> bool:
-        self._found = (id(model), _targets(model))
-        return bool(self._found[1])
-
-    def rewrite(self, model):
-        model_id, targets = self._found
-        return small_map_deployable(model, targets=targets if model_id == id(model) else None)
+def _has_targets(model) -> bool:
+    return bool(_targets(model))
 
 
-_SMALL_MAPS = _SmallMaps()
-register_rewrite(_SMALL_MAPS.applies, _SMALL_MAPS.rewrite, name="small_maps")
+register_rewrite(_has_targets, small_map_deployable, name="small_maps")
