@@ -58,6 +58,7 @@ __all__ = [
     "pokeconv_names",
     "pokeconv_parts",
     "pokeinit_parts",
+    "eight_bit_classifier",
 ]
 
 BN_EPSILON = 1e-5
@@ -335,4 +336,19 @@ def pokeinit_parts(model, name: str = "init") -> Optional[PokeInitParts]:
     if any(layer is None for layer in layers.values()):
         return None
     return PokeInitParts(name=name, **layers)
+
+
+def eight_bit_classifier(x, num_classes: int, *, name: str):
+    """PokeBNN's classifier, which BiNeal shares: global mean of the map, then a dense layer with
+    8-bit inputs (learned per-feature bounds) and 8-bit weights, giving logits. Adds
+    ``global_pool`` and ``name``."""
+    x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    dense = lq.layers.QuantDense(
+        num_classes,
+        input_quantizer=SignedActivationQuantizer(bits=8),
+        kernel_quantizer=SignedWeightQuantizer(bits=8),
+        kernel_initializer="lecun_normal",
+        name=name,
+    )
+    return without_autograph(dense)(x)
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.layers.bineal import ALPHA_GRANULARITIES, BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_block
+from larq_poke.layers.pokebnn import eight_bit_classifier
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
@@ -173,15 +174,7 @@ def BiNeal(
     if multiscale:
         x = features
     if include_top:
-        x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        dense = lq.layers.QuantDense(
-            num_classes,
-            input_quantizer=SignedActivationQuantizer(bits=8),
-            kernel_quantizer=SignedWeightQuantizer(bits=8),
-            kernel_initializer="lecun_normal",
-            name="classifier",
-        )
-        x = without_autograph(dense)(x)
+        x = eight_bit_classifier(x, num_classes, name="classifier")
     model = ZooModel(inputs, x, name=name or f"bineal-{width_label(width_multiplier)}x")
     if weights is not None:
         model.load_weights(weights)

@@ -26,13 +26,17 @@ import re
 from collections.abc import Mapping
 from typing import Dict
 
-import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.layers.pokebnn import poke_conv, poke_init, pokeconv_names, pokeconv_parts, pokeinit_parts
-from larq_poke.no_autograph import without_autograph
-from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+from larq_poke.layers.pokebnn import (
+    eight_bit_classifier,
+    poke_conv,
+    poke_init,
+    pokeconv_names,
+    pokeconv_parts,
+    pokeinit_parts,
+)
 from larq_poke.zoo.loading import Family, ImportReport, load_weights, register_family
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
@@ -137,15 +141,7 @@ def PokeBNN(
             name=f"resblock{index}-3",
         )
     if include_top:
-        x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-        dense = lq.layers.QuantDense(
-            num_classes,
-            input_quantizer=SignedActivationQuantizer(bits=8),
-            kernel_quantizer=SignedWeightQuantizer(bits=8),
-            kernel_initializer="lecun_normal",
-            name="dense",
-        )
-        x = without_autograph(dense)(x)
+        x = eight_bit_classifier(x, num_classes, name="dense")
     model = ZooModel(inputs, x, name=name or f"pokebnn-{width_label(width_multiplier)}x")
     if weights is not None:
         load_weights(model, weights, allow_missing_head=not include_top)
