@@ -101,3 +101,34 @@ def test_fcn_int8_stem_and_score_convs(trained_fcn):
     print(f"int8 pixel agreement {agreement:.3f}, mIoU int8 {_miou(int8_logits, masks):.3f} keras {_miou(keras_logits, masks):.3f}")
     assert agreement >= 0.9
     assert _miou(int8_logits, masks) >= _miou(keras_logits, masks) - 0.05
+
+
+def test_task_models_are_zoo_entries():
+    from larq_poke.zoo import build, list_models, list_task_models
+
+    assert list_task_models("segmentation") == ["bineal-fcn-2.0x"]
+    assert list_task_models("detection") == ["bineal-centernet-2.0x", "bineal-centernet-head-2.0x"]
+    assert not set(list_task_models()) & set(list_models())  # the classifier contract does not apply
+    model = build("bineal-fcn-2.0x", num_classes=3, input_shape=(SIZE, SIZE, 3))
+    assert model.name == "bineal-fcn-2.0x" and model.output_shape == (None, SIZE, SIZE, 3)
+    with pytest.raises(ValueError, match="width_multiplier is fixed by this zoo name"):
+        build("bineal-fcn-2.0x", num_classes=3, width_multiplier=1.0)
+    with pytest.raises(KeyError, match="Known tasks"):
+        list_task_models("depth")
+
+
+def test_fcn_int8_counterpart_is_fully_int8():
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+    from larq_poke.converters.int8 import convert_int8
+
+    model = BiNealFCN(CLASSES, input_shape=(SIZE, SIZE, 3), precision="int8")
+    assert model.name == "resnet18-fcn-int8" and model.output_shape == (None, SIZE, SIZE, CLASSES)
+    assert not any("Quant" in type(layer).__name__ for layer in model.layers)
+    images = _norm(generate_shapes(8, size=SIZE, seed=7)[0])
+    info = read_flatbuffer(convert_int8(model, images))
+    convs = [op for op in info.operators if op.op_type == "CONV_2D"]
+    assert len(convs) == 20 + 3 and all(info.op_output_dtype(op) == "INT8" for op in convs)
+    with pytest.raises(ValueError, match="representative_inputs have shape"):
+        convert_int8(model, images[:, :32])
+    with pytest.raises(ValueError, match="precision"):
+        BiNealFCN(CLASSES, input_shape=(SIZE, SIZE, 3), precision="float16")

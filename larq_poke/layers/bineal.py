@@ -70,13 +70,6 @@ MIN_SLOPE = 1e-3
 BLOCK_PARTS = ("conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3", "act2")
 
 
-def _sign_ste(x):
-    """sign(x) with sign(0) = +1 (Larq and LCE) and the clipped straight-through gradient."""
-    clipped = tf.clip_by_value(x, -1.0, 1.0)
-    hard = tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
-    return clipped + tf.stop_gradient(hard - clipped)
-
-
 @register_serializable
 class MinValue(tf.keras.constraints.Constraint):
     """Keeps a weight at or above ``min_value`` after every optimizer step (BiNeal's positive
@@ -139,7 +132,7 @@ class BiNealWeight(lq.quantizers.Quantizer):
 
     def call(self, inputs):
         alpha = tf.cast(self.alpha, inputs.dtype)
-        signs = _sign_ste(alpha * inputs)
+        signs = lq.quantizers.ste_sign(alpha * inputs)
         return signs * tf.cast(self.k * self.scale, inputs.dtype)
 
     def get_config(self):
@@ -182,7 +175,7 @@ class BiNealSign(GraphLayer):
         z = inputs + tf.cast(self.b0, dtype)
         slope = tf.cast(self.slope, dtype)
         p = tf.nn.relu(z) - slope * tf.nn.relu(-z)
-        return _sign_ste(p + tf.cast(self.b1 - self.tau, dtype))
+        return lq.quantizers.ste_sign(p + tf.cast(self.b1 - self.tau, dtype))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
@@ -234,14 +227,17 @@ class BranchQuantizer(GraphLayer):
         return {**super().get_config(), "bits": self.bits}
 
 
-def bineal_conv(x, filters: int, kernel_size: int, strides: int = 1, *, alpha: str = "channel", name: str):
+def bineal_conv(x, filters: int, kernel_size: int, strides: int = 1, *, alpha: str = "channel",
+                dilation_rate: int = 1, name: str):
     """A BiNeal binary conv: ±1 input (``ste_sign``, idempotent on the ±1 maps it receives),
-    :class:`BiNealWeight` kernel, SAME padding with +1, no bias."""
+    :class:`BiNealWeight` kernel, SAME padding with +1, no bias; ``dilation_rate`` for the dilated
+    convs of full-resolution networks (R2D2)."""
     with quiet_larq_warnings():
         conv = lq.layers.QuantConv2D(
             filters,
             kernel_size,
             strides=strides,
+            dilation_rate=dilation_rate,
             padding="same",
             pad_values=1.0,
             use_bias=False,

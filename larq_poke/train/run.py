@@ -159,14 +159,7 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
     """The recipe's optimizer and the Distiller options it goes with."""
     import tensorflow as tf
 
-    from larq_poke.train.schedules import (
-        BINEAL_LR,
-        BINEAL_WEIGHT_DECAY,
-        BNextSchedule,
-        PokeBNNSchedule,
-        bineal_schedule,
-        pokebnn_base_lr,
-    )
+    from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
 
     if config.recipe == "pokebnn":
         base = config.lr or pokebnn_base_lr(config.batch_size)
@@ -178,19 +171,11 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
         optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
         return optimizer, dict(clip_norm=5.0)
     if config.recipe == "bineal":
-        schedule = bineal_schedule(total_steps, peak_lr=config.lr or BINEAL_LR)
-        optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=BINEAL_WEIGHT_DECAY)
-        # Decay on conv / dense kernels only: the gain terms, thresholds and BN are scales and
-        # offsets whose pull towards 0 would move the thresholds (a project choice).
-        optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) < 2 or _is_gain_term(v)])
-        return optimizer, {}
+        from larq_poke.train.tasks.fit import bineal_optimizer
+
+        return bineal_optimizer(student, total_steps, config.lr), {}
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
     return tf.keras.optimizers.Adam(schedule), {}
-
-
-def _is_gain_term(variable) -> bool:
-    """BiNeal's α (per pair or per element: 2-D or 4-D, but a scale, not a kernel)."""
-    return variable.name.split("/")[-1].split(":")[0] == "alpha"
 
 
 def _teacher_roles(config: TrainConfig, teachers: list, total_steps: int) -> dict:

@@ -13,7 +13,7 @@ larq_poke.zoo.load_weights(model, "checkpoint_125000")      # official Flax chec
 from larq_poke.zoo import gdrive, weights
 from larq_poke.zoo.loading import ImportReport, import_weights, load_weights
 from larq_poke.zoo.pokebnn import PokeBNN
-from larq_poke.zoo.registry import build, list_models
+from larq_poke.zoo.registry import build, list_models, list_task_models
 from larq_poke.zoo.bineal import BiNeal
 from larq_poke.zoo.bnext import BNext, BNext18, BNextL, BNextM, BNextS, BNextT
 
@@ -32,6 +32,7 @@ __all__ = [
     "build",
     "import_weights",
     "list_models",
+    "list_task_models",
     "load_weights",
     "weights",
 ]

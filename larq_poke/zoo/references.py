@@ -63,6 +63,7 @@ def ResNet18(
     include_top: bool = True,
     num_classes: int = 1000,
     weights=None,
+    multiscale: bool = False,
     name: str = "resnet18",
 ) -> tf.keras.Model:
     """torchvision's ResNet-18 in Keras 2, float, random init.
@@ -82,12 +83,16 @@ def ResNet18(
         returns the last 512-channel feature map.
     num_classes: classifier outputs (logits, no softmax).
     weights: only None: no weights are shipped (this is a float reference for comparisons).
+    multiscale: with ``include_top=False``, return the four stage outputs (strides 4, 8, 16, 32;
+        64, 128, 256, 512 channels), the real-valued counterpart of ``BiNeal(multiscale=True)``.
     """
     if weights is not None:
         raise ValueError(
             f"ResNet18 ships no weights (got weights={weights!r}): it is a float reference for "
             "comparisons; use weights=None."
         )
+    if multiscale and include_top:
+        raise ValueError("multiscale=True returns backbone features: use it with include_top=False.")
     inputs, x = model_input(
         input_shape=input_shape,
         input_tensor=input_tensor,
@@ -100,10 +105,14 @@ def ResNet18(
     x = _bn("bn1")(x)
     x = tf.keras.layers.ReLU(name="relu")(x)
     x = tf.keras.layers.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)
+    features = []
     for stage, (blocks, filters) in enumerate(_RESNET18_STAGES):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
             x = _basic_block(x, filters, strides, name=f"layer{stage + 1}.{block}")
+        features.append(x)
+    if multiscale:
+        x = features
     if include_top:
         x = tf.keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
         x = tf.keras.layers.Dense(num_classes, name="fc")(x)

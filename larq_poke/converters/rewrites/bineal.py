@@ -63,10 +63,26 @@ class UntrainedModelError(ValueError):
 
 @register_serializable
 class BinarySign(GraphLayer):
-    """``x ≥ 0 ? +1 : −1``: a block's output sign where no binary conv consumes it."""
+    """``x ≥ 0 ? +1 : −1``: a block's output sign where no binary conv consumes it.
+
+    ``scalar=True`` (used where every consumer is a conv, e.g. an 8-bit conv on the ±1 map) writes
+    ±1 as scalars, which LCE recognises as a sign: the conv before writes bit-packed output and an
+    ``LceDequantize`` unpacks it, instead of a SELECT between two constant ±1 maps as large as the
+    activation, stored in the file. Elsewhere (a global pool before an int8 classifier) the SELECT
+    form keeps the pool in int8."""
+
+    def __init__(self, scalar: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.scalar = bool(scalar)
 
     def call(self, inputs):
+        if self.scalar:
+            one = tf.constant(1.0, inputs.dtype)
+            return tf.where(inputs >= 0, one, -one)
         return tf.where(inputs >= 0, tf.ones_like(inputs), -tf.ones_like(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "scalar": self.scalar}
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
@@ -274,7 +290,12 @@ def _float_work_note(report, blocks: int) -> Optional[str]:
 
 
 def _finish(x, act_output, users, outputs, name):
-    return x if _feeds_only_sign_convs(act_output, users, outputs) else BinarySign(name=name)(x)
+    if _feeds_only_sign_convs(act_output, users, outputs):
+        return x
+    consumers = users.get(id(act_output), [])
+    scalar = (bool(consumers) and not any(act_output is t for t in outputs)
+              and all(isinstance(layer, tf.keras.layers.Conv2D) for layer in consumers))
+    return BinarySign(scalar=scalar, name=name)(x)
 
 
 def _block_substitutes(model, b, users, outputs) -> dict:
@@ -345,9 +366,10 @@ def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
 @register_serializable
 class DeployableBiNealStem(GraphLayer):
     """BiNeal's 8-bit stem for int8 TFLite: the input fake-quantized with its learned bound (per
-    tensor), the 7×7 / 2 conv with the 8-bit weights times the BN scale (int8 per output
-    channel), bias = BN shift − the stem sign's threshold, the output fake-quantized over its
-    measured range, the 3×3 / 2 max pool. Its sign is the next binary convs' ``LceQuantize``.
+    tensor), the conv (BiNeal's 7×7 / 2; the first conv of a dense-prediction model) with the
+    8-bit weights times the BN scale (int8 per output channel), bias = BN shift − the stem
+    sign's threshold, the output fake-quantized over its measured range, then the max pool if
+    the stem has one. Its sign is the next binary convs' ``LceQuantize``.
 
     int8 rounds the conv output: values within half a quantization step of a threshold can take
     the other sign (the parity in the conversion report says how often that changes a result)."""
@@ -363,7 +385,7 @@ class DeployableBiNealStem(GraphLayer):
         self._kernel = (_quantized_kernel(conv) * scale).astype(np.float32)
         self._bias = (shift - sign_threshold(act)).astype(np.float32)
         self._strides = tuple(conv.strides)
-        self._pool = (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
+        self._pool = None if pool is None else (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
         self._output_range = output_range
 
     def pre_pool(self, inputs, quantize_output: bool = True):
@@ -372,14 +394,17 @@ class DeployableBiNealStem(GraphLayer):
         return fake_quant(y, *self._output_range) if quantize_output else y
 
     def call(self, inputs, training=None):
+        if self._pool is None:
+            return self.pre_pool(inputs)
         size, strides, padding = self._pool
         return tf.nn.max_pool2d(self.pre_pool(inputs), size, strides, padding)
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape).as_list()
+        pool_strides = (1, 1) if self._pool is None else self._pool[1]
         for axis in (1, 2):
             if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // (self._strides[axis - 1] * self._pool[1][axis - 1]))
+                shape[axis] = -(-shape[axis] // (self._strides[axis - 1] * pool_strides[axis - 1]))
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
 
 
@@ -415,11 +440,12 @@ class SignInputInt8Conv(GraphLayer):
         self._kernel = _quantized_kernel(conv)
         self._bias = as_numpy(conv.bias) if conv.use_bias else None
         self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
+        self._dilations = tuple(conv.dilation_rate)
         self._output_range = output_range
 
     def call(self, inputs, training=None):
         x = fake_quant(inputs, *SIGN_RANGE)  # the folded model signs the map first (BinarySign)
-        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding)
+        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding, dilations=self._dilations)
         if self._bias is not None:
             y = y + self._bias
         return fake_quant(y, *self._output_range)
@@ -432,16 +458,88 @@ class SignInputInt8Conv(GraphLayer):
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
 
 
+@register_serializable
+class Int8ConvUnit(GraphLayer):
+    """An 8-bit conv with an 8-bit input quantizer (a dense-prediction neck or head), with the BN
+    and ReLU that follow it, as one int8 conv: the input fake-quantized with its learned bound
+    (per tensor), the 8-bit weights times the BN scale (int8 per output channel), bias = conv
+    bias × BN scale + BN shift, the ReLU, the output over its measured range."""
+
+    def __init__(self, conv=None, bn=None, relu: bool = False, output_range=None, **kwargs):
+        super().__init__(**kwargs)
+        if conv is None or output_range is None:
+            raise ValueError("Int8ConvUnit is built by bineal_deployable(model, int8=True)")
+        from larq_poke.converters.rewrites.pokebnn import _ActivationQuant, _quantized_kernel
+
+        self._input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+        kernel = _quantized_kernel(conv)
+        bias = as_numpy(conv.bias) if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
+        if bn is not None:
+            scale, shift = bn_affine(bn)
+            kernel, bias = kernel * scale, bias * scale + shift
+        self._kernel, self._bias = kernel.astype(np.float32), bias.astype(np.float32)
+        self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
+        self._dilations = tuple(conv.dilation_rate)
+        self._relu = bool(relu)
+        self._output_range = output_range
+
+    def float_call(self, inputs):
+        x = fake_quant(inputs, *self._input_range)
+        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding,
+                         dilations=self._dilations) + self._bias
+        return tf.nn.relu(y) if self._relu else y
+
+    def call(self, inputs, training=None):
+        return fake_quant(self.float_call(inputs), *self._output_range)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
+        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+
+
+def _int8_conv_chain(model, conv, users):
+    """(conv, bn, relu) of an 8-bit conv (8-bit input quantizer and weights) → [BN →] [ReLU]
+    chain, each link used only by the next (bn / relu None where absent), or None."""
+    from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+
+    if not (
+        isinstance(conv, lq.layers.QuantConv2D)
+        and isinstance(conv.input_quantizer, SignedActivationQuantizer)
+        and isinstance(conv.kernel_quantizer, SignedWeightQuantizer)
+        and conv.kernel_quantizer.bits == 8
+    ):
+        return None
+    chain, last = [conv], conv
+    for kind in (tf.keras.layers.BatchNormalization, tf.keras.layers.ReLU):
+        following = users.get(id(node_output(model, last)), [])
+        if len(following) == 1 and isinstance(following[0], kind) and not (
+                kind is tf.keras.layers.ReLU and (following[0].max_value is not None or following[0].negative_slope)):
+            last = following[0]
+            chain.append(last)
+        else:
+            chain.append(None)
+    if any(isinstance(layer, BiNealSign) for layer in users.get(id(node_output(model, last)), [])):
+        return None  # a stem: DeployableBiNealStem's
+    return conv, chain[1], chain[2]
+
+
 def _stem_parts(model, act):
-    """(conv, bn, pool) of an 8-bit stem conv → BN → max pool → ``act`` chain, or None."""
+    """(conv, bn, pool) of an 8-bit stem conv → BN → [max pool →] ``act`` chain (pool None
+    without one), or None."""
     from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 
     producers = {id(out): layer for layer, _, out in model_nodes(model)}
     pool = producers.get(id(node_inputs(model, act)[0]))
-    bn = pool and producers.get(id(node_inputs(model, pool)[0]))
+    if isinstance(pool, tf.keras.layers.BatchNormalization):
+        pool, bn = None, pool
+    else:
+        bn = pool and producers.get(id(node_inputs(model, pool)[0]))
     conv = bn and producers.get(id(node_inputs(model, bn)[0]))
     if not (
-        isinstance(pool, tf.keras.layers.MaxPool2D)
+        (pool is None or isinstance(pool, tf.keras.layers.MaxPool2D))
         and isinstance(bn, tf.keras.layers.BatchNormalization)
         and isinstance(conv, lq.layers.QuantConv2D)
         and isinstance(conv.input_quantizer, SignedActivationQuantizer)
@@ -450,6 +548,23 @@ def _stem_parts(model, act):
     ):
         return None
     return conv, bn, pool
+
+
+def _share_concatenated_ranges(model, ranges: dict) -> None:
+    """Give the int8 tensors that one CONCATENATION joins the union of their ranges: int8
+    concatenation keeps one scale for all its inputs, so a narrower input range would clip the
+    others (CenterNet's heatmap, size and offset outputs)."""
+    producers = {id(out): layer for layer, _, out in model_nodes(model)}
+    for layer in model.layers:
+        if not isinstance(layer, tf.keras.layers.Concatenate):
+            continue
+        names = [producers[id(t)].name for t in node_inputs(model, layer) if id(t) in producers]
+        joined = [name for name in names if name in ranges]
+        if len(joined) > 1:
+            low = min(ranges[name][0] for name in joined)
+            high = max(ranges[name][1] for name in joined)
+            for name in joined:
+                ranges[name] = (low, high)
 
 
 def _int8_model(model, calibration_inputs):
@@ -473,11 +588,16 @@ def _int8_model(model, calibration_inputs):
             stems[act.name] = parts
     scores = {}  # 8-bit convs reading a ±1 map (dense-prediction heads)
     signs = {id(node_output(model, layer)) for layer in model.layers if isinstance(layer, BiNealSign)}
+    users = _consumers(model)
+    units = {}  # last layer name -> (conv, bn, relu): 8-bit convs on real-valued maps
+    stem_convs = {parts[0].name for parts in stems.values()}
     for layer in model.layers:
         if _is_pokebnn_head(layer):
             heads[layer.name] = layer
         elif _is_int8_conv_on_signs(model, layer, signs):
             scores[layer.name] = layer
+        elif layer.name not in stem_convs and (chain := _int8_conv_chain(model, layer, users)) is not None:
+            units[(chain[2] or chain[1] or chain[0]).name] = chain
     for conv, _, _ in stems.values():
         if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
             raise MissingQuantizationInfoError(
@@ -492,10 +612,21 @@ def _int8_model(model, calibration_inputs):
         ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
     for name in list(heads) + list(scores):
         ranges[name] = measured_range(tf.keras.Model(folded.inputs, node_output(folded, folded.get_layer(name)))(images))
+    for conv in [chain[0] for chain in units.values()]:
+        if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
+            raise MissingQuantizationInfoError(
+                f"int8 requested, but the 8-bit input bounds of {conv.name} are uncalibrated (-1): train "
+                "the model with the bineal recipe, or set them with "
+                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
+            )
+    for name in units:
+        ranges[name] = measured_range(tf.keras.Model(model.inputs, node_output(model, model.get_layer(name)))(images))
+    _share_concatenated_ranges(model, ranges)
     # In the folded model the stem's sign is gone (its threshold is in the shifted BN): replace
-    # conv → BN → pool at the pool.
-    at_pool = {parts[2].name: (act, parts) for act, parts in stems.items()}
-    inside = {layer.name for parts in stems.values() for layer in parts[:2]}
+    # conv → BN → pool at the pool (at the BN without a pool).
+    at_pool = {(parts[2] or parts[1]).name: (act, parts) for act, parts in stems.items()}
+    inside = {layer.name for parts in stems.values() for layer in parts[:2]} - set(at_pool)
+    inside |= {layer.name for chain in units.values() for layer in chain if layer is not None} - set(units)
     pending_pool = {}
 
     def substitute(layer, args, inbound, output, new):
@@ -508,6 +639,10 @@ def _int8_model(model, calibration_inputs):
         if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
             pending_pool[id(output)] = args[0]
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
+        if layer.name in units:
+            conv, bn, relu = units[layer.name]
+            unit = Int8ConvUnit(conv, bn, relu is not None, output_range=ranges[layer.name], name=layer.name)
+            return unit(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in scores:
             return SignInputInt8Conv(layer, output_range=ranges[layer.name], name=layer.name)(args[0])
         if layer.name in heads and id(inbound[0]) in pending_pool:

@@ -1,6 +1,4 @@
-"""BiNeal beyond classification: dense-prediction models on the BiNeal backbone (spec D9).
-
-So far: segmentation, :func:`BiNealFCN`, an FCN-8s head on the binary backbone.
+"""Segmentation on BiNeal: :func:`BiNealFCN`, an FCN-8s head on the binary backbone (spec D9).
 
 ```python
 import tensorflow as tf
@@ -15,25 +13,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import larq as lq
 import tensorflow as tf
 
-from larq_poke.keras_graph import quiet_larq_warnings
-from larq_poke.no_autograph import without_autograph
-from larq_poke.quantizers import SignedWeightQuantizer
-from larq_poke.zoo.bineal import BiNeal
+from larq_poke.zoo.bineal_tasks.backbone import output_conv, task_backbone
 from larq_poke.zoo.zoo_model import ZooModel, width_label
 
 __all__ = ["BiNealFCN"]
-
-
-def _score(x, num_classes: int, name: str):
-    """8-bit 1×1 classifier conv on a ±1 map (±1 inputs are exact in int8)."""
-    with quiet_larq_warnings():
-        conv = lq.layers.QuantConv2D(num_classes, 1, kernel_quantizer=SignedWeightQuantizer(bits=8),
-                                     kernel_initializer="zeros" if name != "score32" else "lecun_normal",
-                                     name=name)
-    return without_autograph(conv)(x)
 
 
 def BiNealFCN(
@@ -43,6 +28,7 @@ def BiNealFCN(
     input_shape=(512, 1024, 3),
     input_tensor=None,
     weights=None,
+    precision: str = "binary",
     name: Optional[str] = None,
     **backbone_options,
 ) -> tf.keras.Model:
@@ -61,24 +47,23 @@ def BiNealFCN(
         ``alpha``, ``branch_bits``).
     input_shape: (H, W, 3) with H and W multiples of 32.
     weights: None or a Keras weights file of this model.
+    precision: "binary" (BiNeal backbone, 8-bit score convs) or "int8": the real-valued
+        counterpart (ResNet-18 backbone, float score convs) for full-int8 deployment with
+        :func:`larq_poke.converters.int8.convert_int8`.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}.")
-    if "include_top" in backbone_options or "num_classes" in backbone_options:
-        raise ValueError("BiNealFCN builds its own head: include_top / a classifier num_classes do not apply.")
-    if input_shape is None or None in tuple(input_shape)[:2]:
-        raise ValueError(f"BiNealFCN needs a fixed input size (multiples of 32), got {input_shape}.")
-    backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
-                      multiscale=True, **backbone_options)
-    _, stride8, stride16, stride32 = backbone.outputs
+    inputs, (_, stride8, stride16, stride32) = task_backbone(
+        precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor, **backbone_options)
     up = tf.keras.layers.UpSampling2D
-    x = _score(stride32, num_classes, "score32")
+    x = output_conv(stride32, num_classes, 1, precision, name="score32")
     x = up(2, interpolation="bilinear", name="up32")(x)
-    x = tf.keras.layers.Add(name="fuse16")([x, _score(stride16, num_classes, "score16")])
+    x = tf.keras.layers.Add(name="fuse16")([x, output_conv(stride16, num_classes, 1, precision, name="score16", zero_init=True)])
     x = up(2, interpolation="bilinear", name="up16")(x)
-    x = tf.keras.layers.Add(name="fuse8")([x, _score(stride8, num_classes, "score8")])
+    x = tf.keras.layers.Add(name="fuse8")([x, output_conv(stride8, num_classes, 1, precision, name="score8", zero_init=True)])
     x = up(8, interpolation="bilinear", name="up8")(x)
-    model = ZooModel(backbone.inputs, x, name=name or f"bineal-fcn-{width_label(width_multiplier)}x")
+    default = f"bineal-fcn-{width_label(width_multiplier)}x" if precision == "binary" else "resnet18-fcn-int8"
+    model = ZooModel(inputs, x, name=name or default)
     if weights is not None:
         model.load_weights(weights)
     return model

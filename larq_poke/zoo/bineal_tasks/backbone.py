@@ -1,0 +1,66 @@
+"""The backbones and output convs the dense-prediction models share: BiNeal's four ±1 stage maps
+(``precision="binary"``) or the real-valued ResNet-18's (``precision="int8"``, the 8-bit
+counterpart), and the 8-bit output conv on a ±1 map.
+
+```python
+from larq_poke.zoo.bineal_tasks.backbone import task_backbone
+inputs, (s4, s8, s16, s32) = task_backbone("binary", 2.0, input_shape=(448, 672, 3))
+```
+"""
+
+from __future__ import annotations
+
+import larq as lq
+import tensorflow as tf
+
+from larq_poke.keras_graph import quiet_larq_warnings
+from larq_poke.no_autograph import without_autograph
+from larq_poke.quantizers import SignedWeightQuantizer
+from larq_poke.zoo.bineal import BiNeal
+from larq_poke.zoo.references import ResNet18
+
+__all__ = ["PRECISIONS", "check_precision", "output_conv", "task_backbone"]
+
+#: "binary": BiNeal blocks with 8-bit first and last layers; "int8": the real-valued counterpart
+#: of the same layout, deployed with full-int8 post-training quantization.
+PRECISIONS = ("binary", "int8")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}.")
+
+
+def task_backbone(precision: str, width_multiplier: float, *, input_shape, input_tensor=None, **options):
+    """``(inputs, [stride-4, 8, 16, 32 maps])``: BiNeal(m) for "binary" (±1 maps; ``options`` as
+    :func:`larq_poke.zoo.BiNeal`), torchvision's ResNet-18 layout (real-valued, 64–512 channels:
+    the paper's 8-bit baselines are ResNet-18 models) for "int8"."""
+    check_precision(precision)
+    if input_shape is None or len(tuple(input_shape)) != 3 or None in tuple(input_shape)[:2]:
+        raise ValueError(f"dense-prediction models need a fixed input (height, width, 3), got input_shape={input_shape}.")
+    bad = [size for size in tuple(input_shape)[:2] if size % 32]
+    if bad:
+        raise ValueError(f"input height and width must be divisible by 32 (the backbone's stride), got "
+                         f"input_shape={tuple(input_shape)}.")
+    if "include_top" in options or "num_classes" in options:
+        raise ValueError("task models build their own heads: include_top / a classifier num_classes do not apply.")
+    if precision == "binary":
+        backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
+                          multiscale=True, **options)
+    else:
+        if options:
+            raise ValueError(f"{', '.join(options)} apply to the binary backbone only (precision='binary').")
+        backbone = ResNet18(input_shape=input_shape, input_tensor=input_tensor, include_top=False, multiscale=True)
+    return backbone.inputs, list(backbone.outputs)
+
+
+def output_conv(x, filters: int, kernel_size: int, precision: str, *, name: str, zero_init: bool = False):
+    """A task's last layer: an 8-bit conv on a ±1 map ("binary"; ±1 inputs are exact in int8) or
+    a float conv ("int8" counterpart). ``zero_init``: start at zero (FCN's skip scores)."""
+    initializer = "zeros" if zero_init else "lecun_normal"
+    if precision == "int8":
+        return tf.keras.layers.Conv2D(filters, kernel_size, padding="same", kernel_initializer=initializer, name=name)(x)
+    with quiet_larq_warnings():
+        conv = lq.layers.QuantConv2D(filters, kernel_size, padding="same", kernel_quantizer=SignedWeightQuantizer(bits=8),
+                                     kernel_initializer=initializer, name=name)
+    return without_autograph(conv)(x)
