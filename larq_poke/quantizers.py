@@ -45,6 +45,7 @@ __all__ = [
     "PokeBinaryActivation",
     "PokeBinaryWeight",
     "SignedWeightQuantizer",
+    "FanInWeightQuantizer",
     "SignedActivationQuantizer",
     "UnsignedActivationQuantizer",
 ]
@@ -280,3 +281,20 @@ class UnsignedActivationQuantizer(_BoundedActivationQuantizer):
 
     def _fake_quant(self, x, bound):
         return _unsigned_fake_quant(x, bound, self.bits)
+
+
+@register_serializable
+class FanInWeightQuantizer(SignedWeightQuantizer):
+    """8-bit weights (per output channel) of the stored kernel divided by its fan-in (kh·kw·C).
+
+    For the tail convs that read ±1 maps: the conv then averages its ±1 inputs instead of
+    summing them, so an optimizer step of size lr on every stored weight moves an output by at
+    most lr whatever the width (with a plain kernel it would move by lr · fan-in, hundreds of
+    times the size of a super-resolution residual). The stored kernel is a training
+    parameterisation only; the deployed 8-bit weights are the quantized quotient."""
+
+    def call(self, inputs):
+        fan_in = 1
+        for size in inputs.shape[:-1]:
+            fan_in *= int(size)
+        return super().call(inputs / fan_in)
