@@ -108,6 +108,8 @@ def test_task_models_are_zoo_entries():
 
     assert list_task_models("segmentation") == ["bineal-fcn-2.0x"]
     assert list_task_models("detection") == ["bineal-centernet-2.0x", "bineal-centernet-head-2.0x"]
+    assert list_task_models("super-resolution") == ["bineal-edsr-x2-2.0x", "bineal-edsr-x4-2.0x"]
+    assert list_task_models("matching") == ["bineal-r2d2-2.0x"]
     assert not set(list_task_models()) & set(list_models())  # the classifier contract does not apply
     model = build("bineal-fcn-2.0x", num_classes=3, input_shape=(SIZE, SIZE, 3))
     assert model.name == "bineal-fcn-2.0x" and model.output_shape == (None, SIZE, SIZE, 3)

@@ -5,6 +5,8 @@ Keras model with a documented output format that converts with LCE.
 |---|---|---|
 | segmentation | :func:`BiNealFCN` (FCN-8s) | per-pixel logits (N, H, W, classes) |
 | detection | :func:`BiNealCenterNet` (CenterNet, "ours" / "ours*" via ``binary_head``), :func:`decode_centernet` | (N, H/4, W/4, classes + 4): heatmap logits, size, offset |
+| super-resolution | :func:`BiNealEDSR` (shrunk EDSR, ×2 / ×4) | upscaled image (N, s·H, s·W, 3) in [0, 1] |
+| matching | :func:`BiNealR2D2` (R2D2, dilated, full resolution) | (N, H, W, D + 2): unit descriptors, reliability, repeatability |
 
 Each constructor takes ``precision="binary"`` (BiNeal blocks, 8-bit first and last layers) or
 ``precision="int8"``: the real-valued counterpart of the same layout, trained the same way and
@@ -13,9 +15,11 @@ Train with :func:`larq_poke.train.tasks.fit_task`.
 """
 
 from larq_poke.zoo.bineal_tasks.detection import BiNealCenterNet, decode_centernet
+from larq_poke.zoo.bineal_tasks.matching import BiNealR2D2
 from larq_poke.zoo.bineal_tasks.segmentation import BiNealFCN
+from larq_poke.zoo.bineal_tasks.super_resolution import BiNealEDSR
 
-__all__ = ["BiNealCenterNet", "BiNealFCN", "decode_centernet"]
+__all__ = ["BiNealCenterNet", "BiNealEDSR", "BiNealFCN", "BiNealR2D2", "decode_centernet"]
 
 
 def _entry(constructor, doc: str, **fixed):
@@ -39,6 +43,16 @@ TASK_MODELS = {
                                         width_multiplier=2.0, binary_head=False),
         "bineal-centernet-head-2.0x": _entry(BiNealCenterNet, 'CenterNet on BiNeal-2.0x, backbone and head binary ("ours*")',
                                              width_multiplier=2.0, binary_head=True),
+    },
+    "super-resolution": {
+        "bineal-edsr-x2-2.0x": _entry(BiNealEDSR, "EDSR ×2 with a BiNeal-2.0x body (8 blocks, 64 channels)",
+                                      scale=2, width_multiplier=2.0),
+        "bineal-edsr-x4-2.0x": _entry(BiNealEDSR, "EDSR ×4 with a BiNeal-2.0x body (8 blocks, 64 channels)",
+                                      scale=4, width_multiplier=2.0),
+    },
+    "matching": {
+        "bineal-r2d2-2.0x": _entry(BiNealR2D2, "R2D2 with BiNeal-2.0x binary conv pairs (128-d descriptors)",
+                                   width_multiplier=2.0),
     },
 }
 
