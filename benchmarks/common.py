@@ -121,3 +121,18 @@ def resnet18_int8(size: int = 224, seed: int = 0):
     converter.representative_dataset = lambda: ([image[None]] for image in calibration)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return model, converter.convert()
+
+
+def shapes_inputs(images: np.ndarray) -> np.ndarray:
+    """uint8 images of :mod:`larq_poke.data.shapes` as model inputs in [-1, 1]."""
+    return images.astype(np.float32) / 127.5 - 1.0
+
+
+def tflite_predict(flatbuffer: bytes, x: np.ndarray, batch: int = 8) -> np.ndarray:
+    """Outputs of a ``.tflite`` file on ``x`` with the LCE interpreter (indirect BGEMM, 1 thread),
+    ``batch`` inputs at a time."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
+    return np.concatenate([interpreter.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
+

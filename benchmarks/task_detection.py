@@ -23,9 +23,11 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from common import shapes_inputs as _norm, tflite_predict as _predict  # noqa: E402
 
 __all__ = ["run", "SETTINGS", "LATENCY"]
 
@@ -35,17 +37,6 @@ SETTINGS = {
 }
 LATENCY = dict(binary_width=2.0, shape=(256, 384, 3))
 CLASSES = 3
-
-
-def _norm(images):
-    return images.astype(np.float32) / 127.5 - 1.0
-
-
-def _predict(flatbuffer, x):
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    return np.concatenate([interpreter.predict(x[i:i + 8]) for i in range(0, len(x), 8)])
 
 
 def _map(outputs, boxes) -> float:
@@ -78,15 +69,6 @@ def _deployed(variant, settings, images, boxes):
     return convert_int8(model, x[:64])
 
 
-def _fixed_boxes(train_boxes, count, size):
-    guesses = []
-    for kind in range(1, CLASSES + 1):
-        sizes = np.array([(b[3] - b[1], b[4] - b[2]) for image in train_boxes for b in image if b[0] == kind])
-        w, h = sizes.mean(0)
-        guesses.append((kind - 1, 1.0, size / 2 - w / 2, size / 2 - h / 2, size / 2 + w / 2, size / 2 + h / 2))
-    return [list(guesses) for _ in range(count)]
-
-
 def _latency_files():
     from larq_poke.converters import convert
     from larq_poke.converters.int8 import convert_int8
@@ -105,7 +87,7 @@ def run(quick: bool = False) -> dict:
     """Train, deploy and score the models; the returned keys are the task benchmarks' plus
     ``binary_head`` (the "ours*" variant's mAP)."""
     from larq_poke.data.shapes import generate_shapes
-    from larq_poke.train.tasks.detection import mean_average_precision
+    from larq_poke.train.tasks.detection import fixed_box_detections, mean_average_precision
 
     settings = SETTINGS[quick]
     images, _, boxes = generate_shapes(settings["images"], size=settings["size"], seed=0)
@@ -113,7 +95,8 @@ def run(quick: bool = False) -> dict:
     files = {v: _deployed(v, settings, images, boxes) for v in ("binary", "binary_head", "int8")}
     scores = {v: _map(_predict(f, _norm(test_images)), test_boxes) for v, f in files.items()}
     latency_binary, latency_int8 = _latency_files()
-    baseline = mean_average_precision(_fixed_boxes(boxes, len(test_images), settings["size"]), test_boxes, CLASSES)
+    size = (settings["size"], settings["size"])
+    baseline = mean_average_precision(fixed_box_detections(boxes, len(test_images), size, CLASSES), test_boxes, CLASSES)
     return {
         "metric": "det_map50",
         "binary": scores["binary"],

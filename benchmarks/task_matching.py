@@ -24,9 +24,11 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from common import tflite_predict  # noqa: E402
 
 __all__ = ["run", "SETTINGS", "LATENCY"]
 
@@ -56,15 +58,10 @@ def _train(precision, images1, images2, H, settings):
 
 
 def _tflite_accuracy(flatbuffer, images1, images2, H, dim) -> float:
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     from larq_poke.train.tasks.matching import matching_accuracy, to_inputs
 
-    interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-
     def describe(images):
-        x = to_inputs(images)
-        return np.concatenate([interpreter.predict(x[i:i + 8]) for i in range(0, len(x), 8)])[..., :dim]
+        return tflite_predict(flatbuffer, to_inputs(images))[..., :dim]
 
     return matching_accuracy(describe(images1), describe(images2), H, threshold=3.0)
 

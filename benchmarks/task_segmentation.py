@@ -21,9 +21,11 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from common import shapes_inputs as _norm, tflite_predict as _predict  # noqa: E402
 
 __all__ = ["run", "SETTINGS", "LATENCY"]
 
@@ -35,23 +37,12 @@ LATENCY = dict(binary_width=2.0, shape=(256, 512, 3))
 CLASSES = 4
 
 
-def _norm(images):
-    return images.astype(np.float32) / 127.5 - 1.0
-
-
 def _miou(logits, masks) -> float:
     import tensorflow as tf
 
     metric = tf.keras.metrics.MeanIoU(CLASSES, sparse_y_pred=False)
     metric.update_state(masks, logits)
     return float(metric.result())
-
-
-def _predict(flatbuffer, x):
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    return np.concatenate([interpreter.predict(x[i:i + 8]) for i in range(0, len(x), 8)])
 
 
 def _deployed(precision, settings, images, masks):

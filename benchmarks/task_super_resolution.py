@@ -27,9 +27,11 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import larq_poke  # noqa: E402,F401  (Keras 2 before TensorFlow)
+from common import tflite_predict  # noqa: E402
 
 __all__ = ["run", "SETTINGS", "LATENCY"]
 
@@ -45,10 +47,7 @@ LATENCY = {
 
 
 def _predict(flatbuffer, x):
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    return np.concatenate([interpreter.predict(x[i:i + 16]) for i in range(0, len(x), 16)])
+    return tflite_predict(flatbuffer, x, batch=16)
 
 
 def _deployed(precision, settings, lr, hr, calibration):

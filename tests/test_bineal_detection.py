@@ -10,7 +10,13 @@ from larq_poke.converters import convert
 from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 from larq_poke.data.shapes import generate_shapes
 from larq_poke.train.tasks import fit_task
-from larq_poke.train.tasks.detection import CenterNetLoss, centernet_targets, gaussian_radius, mean_average_precision
+from larq_poke.train.tasks.detection import (
+    CenterNetLoss,
+    centernet_targets,
+    fixed_box_detections,
+    gaussian_radius,
+    mean_average_precision,
+)
 from larq_poke.zoo.bineal_tasks import BiNealCenterNet, decode_centernet
 
 SIZE, CLASSES = 64, 3
@@ -103,16 +109,6 @@ def test_bad_arguments():
         BiNealCenterNet(3, 0.5, input_shape=(SIZE, SIZE, 3), precision="int4")
 
 
-def _fixed_box_detections(train_boxes, count):
-    """The trivial predictor: per class its mean training box at the image centre, every image."""
-    guesses = []
-    for kind in range(1, CLASSES + 1):
-        sizes = np.array([(b[3] - b[1], b[4] - b[2]) for image in train_boxes for b in image if b[0] == kind])
-        w, h = sizes.mean(0)
-        guesses.append((kind - 1, 1.0, SIZE / 2 - w / 2, SIZE / 2 - h / 2, SIZE / 2 + w / 2, SIZE / 2 + h / 2))
-    return [list(guesses) for _ in range(count)]
-
-
 @pytest.fixture(scope="module")
 def trained():
     """The "backbone binary" variant (8-bit neck and heads), m = 0.5, 10 epochs on 512 images."""
@@ -131,7 +127,7 @@ def test_detector_learns_the_shapes(trained):
     images, _, boxes = generate_shapes(128, size=SIZE, seed=1)
     score = mean_average_precision(decode_centernet(model.predict(_norm(images), verbose=0), CLASSES,
                                                     score_threshold=0.01, top_k=20), boxes, CLASSES)
-    trivial = mean_average_precision(_fixed_box_detections(train_boxes, len(images)), boxes, CLASSES)
+    trivial = mean_average_precision(fixed_box_detections(train_boxes, len(images), (SIZE, SIZE), CLASSES), boxes, CLASSES)
     print(f"held-out mAP@0.5 {score:.3f}, fixed-box predictor {trivial:.3f}")
     assert score > trivial + 0.1, (score, trivial)
 

@@ -54,7 +54,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
 
-__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "SignInputInt8Conv", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "Int8ConvUnit", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
 
 
 class UntrainedModelError(ValueError):
@@ -426,52 +426,22 @@ def _is_int8_conv_on_signs(model, layer, signs) -> bool:
 
 
 @register_serializable
-class SignInputInt8Conv(GraphLayer):
-    """An 8-bit conv whose input is a ±1 map (BiNeal's dense-prediction score convs) as an int8
-    conv: the input on an int8 grid where ±1 are exact, the 8-bit weights per output channel,
-    the output over its measured range."""
-
-    def __init__(self, conv=None, output_range=None, **kwargs):
-        super().__init__(**kwargs)
-        if conv is None or output_range is None:
-            raise ValueError("SignInputInt8Conv is built by bineal_deployable(model, int8=True)")
-        from larq_poke.converters.rewrites.pokebnn import _quantized_kernel
-
-        self._kernel = _quantized_kernel(conv)
-        self._bias = as_numpy(conv.bias) if conv.use_bias else None
-        self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
-        self._dilations = tuple(conv.dilation_rate)
-        self._output_range = output_range
-
-    def call(self, inputs, training=None):
-        x = fake_quant(inputs, *SIGN_RANGE)  # the folded model signs the map first (BinarySign)
-        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding, dilations=self._dilations)
-        if self._bias is not None:
-            y = y + self._bias
-        return fake_quant(y, *self._output_range)
-
-    def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
-        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
-
-
-@register_serializable
 class Int8ConvUnit(GraphLayer):
-    """An 8-bit conv with an 8-bit input quantizer (a dense-prediction neck or head), with the BN
-    and ReLU that follow it, as one int8 conv: the input fake-quantized with its learned bound
-    (per tensor), the 8-bit weights times the BN scale (int8 per output channel), bias = conv
-    bias × BN scale + BN shift, the ReLU, the output over its measured range."""
+    """An 8-bit conv of a dense-prediction model, with the BN and ReLU that follow it, as one int8
+    conv: the input fake-quantized per tensor (with the conv's learned 8-bit input bound, or on
+    ``input_range``: :data:`SIGN_RANGE` for a conv reading a ±1 map, where ±1 are exact), the
+    8-bit weights times the BN scale (int8 per output channel), bias = conv bias × BN scale + BN
+    shift, the ReLU, the output over its measured range."""
 
-    def __init__(self, conv=None, bn=None, relu: bool = False, output_range=None, **kwargs):
+    def __init__(self, conv=None, bn=None, relu: bool = False, output_range=None, input_range=None, **kwargs):
         super().__init__(**kwargs)
         if conv is None or output_range is None:
             raise ValueError("Int8ConvUnit is built by bineal_deployable(model, int8=True)")
         from larq_poke.converters.rewrites.pokebnn import _ActivationQuant, _quantized_kernel
 
-        self._input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+        if input_range is None:
+            input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+        self._input_range = tuple(input_range)
         kernel = _quantized_kernel(conv)
         bias = as_numpy(conv.bias) if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
         if bn is not None:
@@ -644,7 +614,8 @@ def _int8_model(model, calibration_inputs):
             unit = Int8ConvUnit(conv, bn, relu is not None, output_range=ranges[layer.name], name=layer.name)
             return unit(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in scores:
-            return SignInputInt8Conv(layer, output_range=ranges[layer.name], name=layer.name)(args[0])
+            unit = Int8ConvUnit(layer, output_range=ranges[layer.name], input_range=SIGN_RANGE, name=layer.name)
+            return unit(args[0])  # the folded model signs the map first (BinarySign)
         if layer.name in heads and id(inbound[0]) in pending_pool:
             head = DeployableHead(layer, int8=True, logit_range=ranges[layer.name], name=layer.name)
             return head(pending_pool[id(inbound[0])])

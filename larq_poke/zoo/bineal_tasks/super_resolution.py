@@ -101,7 +101,7 @@ def BiNealEDSR(
       ±1 maps and stay 1-bit, so the last layer reads their concatenation instead, written as two
       8-bit-weight 3×3 convs on ±1 maps whose outputs are added: ``tail.conv`` (with bias) on the
       body's last map and ``tail.skip`` on the head's map, 3·scale² channels each. Without this
-      path a 4-block body lost 0.4 dB (m = 1, 6 epochs): every binary block remixes its input.
+      path the tail sees only the body's output, and every binary block remixes its input.
       Their kernels are fan-in-normalised (:class:`~larq_poke.quantizers.FanInWeightQuantizer`). Then
       :class:`~larq_poke.layers.pixel_shuffle.PixelShuffle` (``DEPTH_TO_SPACE``). ×4 is one shuffle of 4 (48 channels), not
       EDSR's two ×2 stages: those need a conv between the stages on a real-valued map, a third
