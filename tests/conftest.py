@@ -45,6 +45,27 @@ def benchmark_sample_path(name: str) -> Path:
     return _required_file(path, f"recorded sample {path} not found")
 
 
+@pytest.fixture(scope="session")
+def zoo_cost():
+    """``zoo_cost(name)``: ``cost.profile`` of zoo classifier ``name`` built at 224x224, computed
+    once per session for every module that checks full-size costs (the cost tests, the model
+    cards): building the big models is the expensive part."""
+    import tensorflow as tf
+
+    from larq_poke.cost import profile
+    from larq_poke.zoo import build
+
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = profile(build(name, input_shape=(224, 224, 3)))
+            tf.keras.backend.clear_session()
+        return cache[name]
+
+    return get
+
+
 @pytest.fixture(autouse=True)
 def _clear_keras_session():
     import tensorflow as tf

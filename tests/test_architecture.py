@@ -35,7 +35,9 @@ ALLOWED = {
     "bench": {"converters"},
     "data": set(),
     "train": {"data", "zoo", "converters", "cost", "layers", "quantizers"},
-    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data", "train"},
+    "cards": {"zoo", "cost", "data"},
+    "plots": {"zoo", "cost"},
+    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data", "train", "plots"},
 }
 
 

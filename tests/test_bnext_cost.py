@@ -6,7 +6,6 @@ formula, independently of the model code.
 """
 
 import pytest
-import tensorflow as tf
 
 from larq_poke.cost import profile
 from larq_poke.zoo import bnext
@@ -45,12 +44,8 @@ def bops_from_rules(stages, size=224):
 
 
 @pytest.fixture(scope="module", params=["bnext-t", "bnext-s", "bnext-m", "bnext-l"])
-def totals(request):
-    model = bnext.MODELS[request.param](input_shape=(224, 224, 3))
-    result = profile(model).to_dict()["totals"]
-    del model
-    tf.keras.backend.clear_session()
-    return request.param, result
+def totals(request, zoo_cost):
+    return request.param, zoo_cost(request.param).to_dict()["totals"]
 
 
 def test_bops(totals):

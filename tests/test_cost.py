@@ -12,6 +12,7 @@ import tensorflow as tf
 import larq_poke
 from larq_poke.cost import profile
 from larq_poke.zoo import PokeBNN
+from larq_poke.zoo.zoo_model import width_label
 
 # ACE at 224x224 computed from the official code (pokebnn.md section 3.2).
 OFFICIAL_ACE_G = {0.5: 1.410, 0.75: 2.588, 1.0: 4.223, 1.5: 8.863, 2.0: 15.331}
@@ -20,8 +21,8 @@ OFFICIAL_TRAINABLE_PARAMS_M = {0.5: 7.21, 0.75: 15.37, 1.0: 26.57, 2.0: 101.7}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width", sorted(OFFICIAL_ACE_G))
-def test_pokebnn_ace_matches_official(width):
-    report = profile(PokeBNN(width))
+def test_pokebnn_ace_matches_official(width, zoo_cost):
+    report = zoo_cost(f"pokebnn-{width_label(width)}x")
     totals = report.totals
     assert round(totals["ace"] / 1e9, 3) == OFFICIAL_ACE_G[width]
     if width in OFFICIAL_TRAINABLE_PARAMS_M:

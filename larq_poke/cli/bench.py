@@ -9,10 +9,9 @@ larq-poke bench a.tflite b.tflite --target adb:SERIAL --benchmark-binary lce_ben
 
 from __future__ import annotations
 
-import json
-
 from larq_poke.bench.model_file import check_tflite
 from larq_poke.bench.results import KERNELS
+from larq_poke.cli.output import emit_json
 
 
 def add_subcommand(subparsers) -> None:
@@ -60,9 +59,11 @@ def add_subcommand(subparsers) -> None:
 
 def run(args) -> int:
     from larq_poke.bench import benchmark
+    from larq_poke.cli.output import progress
 
     for model in args.models:
         check_tflite(model)
+    progress(args, f"benchmarking {len(args.models)} model(s) on {args.target}, interleaved ...")
     comparison = benchmark(
         args.models,
         target=args.target,
@@ -78,7 +79,7 @@ def run(args) -> int:
         adb=args.adb,
     )
     if args.json:
-        print(json.dumps(comparison.to_dict(), indent=2))
+        emit_json(args, comparison.to_dict())
     else:
         print(comparison.to_text())
         for result in comparison.results:

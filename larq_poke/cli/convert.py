@@ -15,9 +15,11 @@ stderr, the report to stdout (``--json`` for the JSON form).
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import time
+
+from larq_poke.cli.output import emit_json, progress
 
 def add_subcommand(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -40,7 +42,7 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--int8", action="store_true",
                         help="require int8 for the non-binary layers (needs fake-quant ops)")
     parser.add_argument("--strict", action="store_true",
-                        help="fail (exit 2, no .tflite written) unless every binary layer "
+                        help="fail (exit 1, no .tflite written) unless every binary layer "
                              "became an LceBconv2d")
     parser.add_argument("--target", choices=("arm", "xcore"), default="arm",
                         help="LCE target (default: arm)")
@@ -58,7 +60,7 @@ def add_subcommand(subparsers) -> None:
 
 
 def _progress(message: str) -> None:
-    print(f"larq-poke convert: {message}", file=sys.stderr, flush=True)
+    progress(argparse.Namespace(command="convert"), message)
 
 
 def load_model(args):
@@ -108,8 +110,11 @@ def run(args) -> int:
         with open(args.report, "w") as f:
             f.write(report.to_json())
         _progress(f"wrote the report to {args.report}")
-    print(report.to_json() if args.json else report.to_text())
     if failure is not None:
+        if args.json:
+            emit_json(args, {**report.to_dict(), "output": None, "strict_failure": str(failure)})
+        else:
+            print(report.to_text())
         raise failure
 
     output = args.output or f"{model.name}.tflite"
@@ -118,4 +123,8 @@ def run(args) -> int:
         f.write(flatbuffer)
     _progress(f"wrote {output} ({len(flatbuffer):,} bytes) in "
               f"{time.perf_counter() - start:.1f} s")
+    if args.json:
+        emit_json(args, {**report.to_dict(), "output": output})
+    else:
+        print(report.to_text())
     return 0

@@ -16,10 +16,12 @@ one summary. Progress goes to stderr.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
 import time
+
+from larq_poke.cli.output import emit_json, progress
 
 
 def add_subcommand(subparsers) -> None:
@@ -52,11 +54,13 @@ def add_subcommand(subparsers) -> None:
                         help="reference model for the latency ratio (default quicknet)")
     parser.add_argument("--no-bench", dest="bench", action="store_false",
                         help="convert and verify only")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report (cost, census, parity, latency) as JSON only")
     parser.set_defaults(func=run)
 
 
 def _progress(message: str) -> None:
-    print(f"larq-poke deploy: {message}", file=sys.stderr, flush=True)
+    progress(argparse.Namespace(command="deploy"), message)
 
 
 def _section(title: str) -> str:
@@ -135,6 +139,10 @@ def run(args) -> int:
         data["latency"] = comparison.to_dict()
     with open(report_path, "w") as f:
         json.dump(data, f, indent=2, default=str)
+    if args.json:
+        emit_json(args, {**data, "tflite": tflite_path, "report": report_path})
+        _progress(f"done in {time.perf_counter() - start:.0f} s")
+        return 0
 
     lines = [f"larq-poke deploy {name}: {tflite_path}, {report_path}"]
     lines.append(_section("cost (larq_poke.cost)"))

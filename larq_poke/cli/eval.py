@@ -36,7 +36,7 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="TFDS data folder; for imagenet2012 also where the manual download is looked for")
     parser.add_argument("--manual-dir", default=None, help="folder with the ImageNet tar files")
-    parser.add_argument("--json", action="store_true", help="print the metrics as JSON before the last line")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     parser.set_defaults(func=run)
 
 
@@ -72,10 +72,12 @@ def _manual_dir(args):
 
 
 def run(args) -> int:
+    from larq_poke.cli.output import emit_json, progress
     from larq_poke.data import dataset_info, load_dataset
     from larq_poke.train.evaluate import TFLiteClassifier, evaluate
 
     prep = _preprocessing(args)
+    progress(args, f"loading {args.model} ...")
     if args.model.endswith(".tflite"):
         model = TFLiteClassifier(args.model)
         size = args.image_size or int(model.input_shape[1])
@@ -95,11 +97,13 @@ def run(args) -> int:
         size = args.image_size or model.inputs[0].shape[1]
         if size is None:
             raise ValueError("the model takes any input size; give --image-size.")
+    progress(args, f"evaluating on {args.dataset} ({args.split}) at {int(size)}x{int(size)} ...")
     data = load_dataset(args.dataset, args.split, preprocessing=prep, image_size=int(size),
                         batch_size=args.batch_size, data_dir=args.data_dir, manual_dir=_manual_dir(args))
     metrics = evaluate(model, data)
     if args.json:
         name = prep if isinstance(prep, str) else prep.to_dict()
-        print(json.dumps({**metrics, "preprocessing": name, "image_size": int(size)}))
+        emit_json(args, {**metrics, "preprocessing": name, "image_size": int(size)})
+        return 0
     print(f"eval: top1={metrics['top1']:.4f} top5={metrics['top5']:.4f} n={metrics['n']}")
     return 0

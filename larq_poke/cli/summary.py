@@ -9,9 +9,7 @@ larq-poke summary my_model.h5
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 
 def add_subcommand(subparsers) -> None:
@@ -31,17 +29,18 @@ def add_subcommand(subparsers) -> None:
 
 
 def run(args) -> int:
+    from larq_poke.cli.output import emit_json, progress
     from larq_poke.zoo.resolve import load_model
     from larq_poke.cost import profile
 
+    progress(args, f"building {args.model} ...")
     model = load_model(args.model, input_size=args.input_size, num_classes=args.num_classes)
     input_shape = None
     if args.input_size is not None and os.path.exists(args.model):
         input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])
     report = profile(model, input_shape=input_shape, float_bits=args.float_bits)
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        emit_json(args, report.to_dict())
         return 0
     import tensorflow as tf
 

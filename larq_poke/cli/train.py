@@ -10,8 +10,11 @@ larq-poke train pokebnn ... --output runs/pokebnn --resume       # continue wher
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 
+from larq_poke.cli.output import emit_json, progress
 from larq_poke.train.run import RECIPES
 
 
@@ -49,6 +52,7 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the final metrics as JSON only")
     parser.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multi-worker", "tpu"))
     parser.set_defaults(func=run)
 
@@ -64,7 +68,12 @@ def run(args) -> int:
         deterministic=args.deterministic, distribute=args.distribute, crop_area=args.crop_area, flip=args.flip,
         randaugment=args.randaugment, precision=args.precision,
     )
-    metrics = train(config)
+    progress(args, f"training {args.model} with the {args.recipe} recipe; progress bars on stderr")
+    with contextlib.redirect_stdout(sys.stderr):  # Keras' progress bars are progress, not results
+        metrics = train(config)
+    if args.json:
+        emit_json(args, metrics)
+        return 0
     print(json.dumps(metrics.get("keras", {})))
     keras = metrics.get("keras")
     if keras:

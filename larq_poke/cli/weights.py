@@ -13,10 +13,11 @@ sha256-checked when pinned.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
+
+from larq_poke.cli.output import emit_json
 
 __all__ = ["add_subcommand"]
 
@@ -45,6 +46,7 @@ def add_subcommand(subparsers) -> None:
     import_parser.add_argument("model", metavar="MODEL", help="zoo model name, e.g. bnext-t")
     import_parser.add_argument("file", metavar="FILE", help="the downloaded file")
     import_parser.add_argument("--variant", default="imagenet", help="weights variant (default: imagenet)")
+    import_parser.add_argument("--json", action="store_true", help="print what was installed as JSON")
     import_parser.set_defaults(func=run_import)
 
 
@@ -73,7 +75,7 @@ def run_list(args) -> int:
         row["cache_path"] = str(ready)
         rows.append(row)
     if getattr(args, "json", False):
-        print(json.dumps(rows, indent=2))
+        emit_json(args, rows)
         return 0
     if not rows:
         print("No weights registered.")
@@ -111,5 +113,8 @@ def run_import(args, variant: Optional[str] = None) -> int:
         from larq_poke.zoo.loading import import_weights
 
         dest = import_weights(entry, path)
-    print(f"{entry.model}/{entry.variant}: installed {path} -> {dest}")
+    if getattr(args, "json", False):
+        emit_json(args, {"model": entry.model, "variant": entry.variant, "source": path, "installed": str(dest)})
+    else:
+        print(f"{entry.model}/{entry.variant}: installed {path} -> {dest}")
     return 0

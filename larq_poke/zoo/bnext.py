@@ -54,6 +54,7 @@ from larq_poke.layers.bnext import (
     prelu,
 )
 from larq_poke.zoo import weights as weights_registry
+from larq_poke.zoo.published import model_facts
 from larq_poke.zoo.loading import Family, ImportReport, PretrainedWeights, load_weights, register_family
 from larq_poke.zoo.zoo_model import ZooModel, model_input
 
@@ -88,8 +89,6 @@ STAGES: Dict[str, List[int]] = {
 #: Zoo names of the four official variants.
 ZOO_NAMES = {"tiny": "bnext-t", "small": "bnext-s", "middle": "bnext-m", "large": "bnext-l"}
 
-_TOP1 = {"tiny": 72.4, "small": 76.1, "middle": 78.3, "large": 80.6}
-
 # Google Drive file ids of the official checkpoints (README of github.com/hpi-xnor/BNext).
 _DRIVE_IDS = {
     "tiny": "1CJ0XOEhoHuNe-tDYJaAOd1j4YyNXuyas",
@@ -111,7 +110,7 @@ for _size, _zoo_name in ZOO_NAMES.items():
             sha256=None,
             source="github.com/hpi-xnor/BNext (official PyTorch checkpoint on Google Drive)",
             license="see github.com/hpi-xnor/BNext",
-            top1=_TOP1[_size],
+            top1=model_facts(_zoo_name).top1,
             notes=(
                 "PyTorch state_dict (keys prefixed 'module.'); converted to Keras weights on first "
                 "use and cached. sha256 not pinned yet: the file's structure is checked instead."
