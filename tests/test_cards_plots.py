@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import larq_poke  # noqa: F401
-from larq_poke.cards import load_measurements, model_card, index_page
+from larq_poke.cards import index_page, load_measurements, model_card, task_card
 from larq_poke.plots import Point, pareto_front, pareto_plot
-from larq_poke.zoo import list_models
+from larq_poke.zoo import list_models, list_task_models
 from larq_poke.zoo.published import ANCHORS, MODELS, model_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,19 @@ def test_committed_card_is_what_the_library_generates(name, zoo_cost):
     costs = zoo_cost(name).totals
     assert path.read_text() == model_card(name, load_measurements(str(CARDS)), costs=costs), (
         f"{path} is stale: run python -m larq_poke.cards docs/models")
+
+
+@pytest.mark.parametrize("name", list_task_models())
+def test_committed_task_card_is_what_the_library_generates(name):
+    path = CARDS / f"{name}.md"
+    assert path.exists() and path.read_text() == task_card(name), (
+        f"{path} is stale: run python -m larq_poke.cards docs/models")
+
+
+def test_every_card_is_in_the_site_navigation():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for name in list_models() + list_task_models():
+        assert f"models/{name}.md" in nav, name
 
 
 def test_committed_index_and_measurements():

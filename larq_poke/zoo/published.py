@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
-__all__ = ["Family", "ModelFacts", "Anchor", "FAMILIES", "MODELS", "ANCHORS", "model_facts"]
+__all__ = ["Family", "ModelFacts", "TaskFacts", "Anchor", "FAMILIES", "MODELS", "TASKS", "ANCHORS", "model_facts"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,18 @@ class ModelFacts:
     top1: Optional[float]
     top1_source: str
     provenance: str  # "published", "secondary" or "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFacts:
+    """What the BiNeal paper says about one dense-prediction task, and the input size and class
+    count its model card is costed at (the paper's input where it names one)."""
+
+    task: str
+    paper_setup: str
+    published: str
+    input_shape: Tuple[int, int, int]
+    build_kwargs: Tuple[Tuple[str, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +139,26 @@ MODELS = {
         ModelFacts("bineal-2.0x", "bineal", None,
                    "not published (m = 2 is the width of the paper's dense-prediction tasks)", "none"),
     )
+}
+
+_BINEAL_FPS = ("Mobile-CPU FPS 1.3–2.4× that of the 8-bit baselines across the paper's five tasks "
+               "(published, abstract); no per-task accuracy is available (specs/bineal.md)")
+
+#: BiNeal's dense-prediction tasks (specs/bineal.md section 3, decision D9).
+TASKS = {
+    "segmentation": TaskFacts(
+        "segmentation", "FCN on a ResNet-18-layout BiNeal backbone, 512×1024 input; dataset not named",
+        "1.4× faster than 8-bit on Bolt and 3.9× fewer cycles at similar accuracy (secondary: a summary "
+        "of the paper). " + _BINEAL_FPS, (512, 1024, 3), (("num_classes", 19),)),
+    "detection": TaskFacts(
+        "detection", "CenterNet on a BiNeal backbone, m = 2, 448×672 input; 'ours' (backbone binary) and "
+        "'ours*' (backbone and head binary); dataset not named", _BINEAL_FPS, (448, 672, 3), (("num_classes", 80),)),
+    "super-resolution": TaskFacts(
+        "super-resolution", "a shrunk EDSR with a binary body, first and last layers 8-bit; datasets and "
+        "scale not named", _BINEAL_FPS, (256, 256, 3)),
+    "matching": TaskFacts(
+        "matching", "R2D2, consecutive conv pairs as skip-less blocks, the last two layers not binarized; "
+        "trained on web images + Aachen, tested on HPatches", _BINEAL_FPS, (256, 256, 3)),
 }
 
 _ZOO = "Larq Zoo (docs.larq.dev/zoo @67eb830; MACs from its plot data)"
