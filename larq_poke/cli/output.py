@@ -52,7 +52,11 @@ def quiet_tensorflow(verbose: bool) -> None:
 
 def progress(args, message: str) -> None:
     """``larq-poke COMMAND: message`` on stderr, at once."""
-    print(f"larq-poke {args.command}: {message}", file=sys.stderr, flush=True)
+    command = getattr(args, "command", None)
+    if command is None:  # a parser built without the top-level `command` destination
+        func = getattr(args, "func", None)
+        command = func.__module__.rsplit(".", 1)[-1] if func is not None else "command"
+    print(f"larq-poke {command}: {message}", file=sys.stderr, flush=True)
 
 
 def emit_json(args, data) -> None:
