@@ -110,17 +110,11 @@ def resnet18_int8(size: int = 224, seed: int = 0):
     """The float ResNet-18 reference with random weights and calibrated batch norms, converted to
     full-int8 TFLite (post-training quantization on random images; float input and output).
     Returns the Keras model and the flatbuffer."""
-    import tensorflow as tf
-
+    from larq_poke.converters.int8 import convert_int8
     from larq_poke.zoo.references import ResNet18
 
     model = calibrate_batch_norms(randomize(ResNet18(input_shape=(size, size, 3)), seed), images(4, size, seed=seed + 7))
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    calibration = images(8, size, seed=seed + 9)
-    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return model, converter.convert()
+    return model, convert_int8(model, images(8, size, seed=seed + 9))
 
 
 def shapes_inputs(images: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ rules of LCE 0.16, never from what the code under test produced.
 
 import argparse
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -356,3 +357,33 @@ def test_convert_leaves_the_model_unchanged():
     np.testing.assert_array_equal(model(sample, training=False).numpy(), before)
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
     assert result.report.parity.max_abs_diff <= 1e-4 * result.report.parity.max_abs_reference
+
+
+# --- the inference-only export -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["good", "qat"])
+def test_inference_export_converts_like_lces_keras_route(good, name):
+    """``convert`` exports only the inference graph (larq_poke.converters.export); LCE's own
+    ``convert_keras_model`` (Keras' full SavedModel export) must give the same operators, tensor
+    types, file size and outputs, for a binary model and for one with fake-quant (int8) ops."""
+    import larq_compute_engine as lce
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    from larq_poke.converters.export import inference_saved_model
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+
+    model = good[0] if name == "good" else lce_models.qat_model()
+    reference = lce.convert_keras_model(model)
+    with tempfile.TemporaryDirectory() as directory:
+        inference_saved_model(model, directory)
+        ours = lce.convert_saved_model(directory)
+
+    def ops(flatbuffer):
+        info = read_flatbuffer(flatbuffer)
+        return [(op.op_type, info.op_output_dtype(op)) for op in info.operators]
+
+    assert ops(ours) == ops(reference)
+    assert len(ours) == len(reference)
+    x = np.random.default_rng(3).normal(size=(2, *model.input_shape[1:])).astype(np.float32)
+    outputs = [Interpreter(f, num_threads=1, use_indirect_bgemm=True).predict(x) for f in (reference, ours)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert not [note for note in convert(model, verify=False).report.notes if "inference-only" in note]

@@ -63,7 +63,7 @@ def run(args) -> int:
 
     for model in args.models:
         check_tflite(model)
-    progress(args, f"benchmarking {len(args.models)} model(s) on {args.target}, interleaved ...")
+    progress("bench", f"benchmarking {len(args.models)} model(s) on {args.target}, interleaved ...")
     comparison = benchmark(
         args.models,
         target=args.target,

@@ -15,7 +15,6 @@ stderr, the report to stdout (``--json`` for the JSON form).
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -59,10 +58,6 @@ def add_subcommand(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _progress(message: str) -> None:
-    progress(argparse.Namespace(command="convert"), message)
-
-
 def load_model(args):
     """The Keras model named by the command line arguments."""
     from larq_poke.zoo.resolve import load_model as load
@@ -82,7 +77,7 @@ def _with_training_preprocessing(source: str, flatbuffer: bytes) -> bytes:
     prep = saved_preprocessing(source) if os.path.exists(source) else None
     if prep is None:
         return flatbuffer
-    _progress(f"preprocessing {prep.name!r} from the training run stored in the file's metadata")
+    progress("convert", f"preprocessing {prep.name!r} from the training run stored in the file's metadata")
     return add_metadata(flatbuffer, PREPROCESSING_KEY, json.dumps(prep.to_dict()).encode())
 
 
@@ -92,9 +87,9 @@ def run(args) -> int:
     from larq_poke.converters.lce import convert
 
     start = time.perf_counter()
-    _progress(f"loading {args.model} ...")
+    progress("convert", f"loading {args.model} ...")
     model = load_model(args)
-    _progress(f"loaded {model.name!r} ({model.count_params():,} parameters) in "
+    progress("convert", f"loaded {model.name!r} ({model.count_params():,} parameters) in "
               f"{time.perf_counter() - start:.1f} s")
 
     failure = None
@@ -109,7 +104,7 @@ def run(args) -> int:
     if args.report:
         with open(args.report, "w") as f:
             f.write(report.to_json())
-        _progress(f"wrote the report to {args.report}")
+        progress("convert", f"wrote the report to {args.report}")
     if failure is not None:
         if args.json:
             emit_json(args, {**report.to_dict(), "output": None, "strict_failure": str(failure)})
@@ -121,7 +116,7 @@ def run(args) -> int:
     flatbuffer = _with_training_preprocessing(args.model, result.flatbuffer)
     with open(output, "wb") as f:
         f.write(flatbuffer)
-    _progress(f"wrote {output} ({len(flatbuffer):,} bytes) in "
+    progress("convert", f"wrote {output} ({len(flatbuffer):,} bytes) in "
               f"{time.perf_counter() - start:.1f} s")
     if args.json:
         emit_json(args, {**report.to_dict(), "output": output})

@@ -16,7 +16,6 @@ one summary. Progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -59,10 +58,6 @@ def add_subcommand(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _progress(message: str) -> None:
-    progress(argparse.Namespace(command="deploy"), message)
-
-
 def _section(title: str) -> str:
     return f"\n== {title} " + "=" * max(0, 70 - len(title))
 
@@ -101,12 +96,12 @@ def run(args) -> int:
     from larq_poke.cost import profile
 
     start = time.perf_counter()
-    _progress(f"loading {args.model} ...")
+    progress("deploy", f"loading {args.model} ...")
     model = load_model(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
     name = model.name
     out_dir = args.output_dir or f"deploy-{name}"
     os.makedirs(out_dir, exist_ok=True)
-    _progress(f"loaded {name!r} ({model.count_params():,} parameters)")
+    progress("deploy", f"loaded {name!r} ({model.count_params():,} parameters)")
 
     costs = profile(model)
     result = _convert(model, args.int8, verify=True)
@@ -122,7 +117,7 @@ def run(args) -> int:
         paths = [tflite_path]
         if args.reference == "quicknet":
             input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-            _progress("converting the reference, larq-zoo QuickNet (random weights) ...")
+            progress("deploy", "converting the reference, larq-zoo QuickNet (random weights) ...")
             reference = _reference_model(input_shape)
             ref_result = _convert(reference, False, verify=False)
             ref_path = ref_result.save(os.path.join(out_dir, "quicknet.tflite"))
@@ -132,7 +127,7 @@ def run(args) -> int:
                 "bops": profile(reference).to_dict()["totals"]["bops"],
                 "size_bytes": ref_result.report.size_bytes,
             }
-        _progress(f"benchmarking {len(paths)} model(s) on this machine, {args.runs} runs ...")
+        progress("deploy", f"benchmarking {len(paths)} model(s) on this machine, {args.runs} runs ...")
         from larq_poke.bench import benchmark
 
         comparison = benchmark(paths, target="host", threads=args.threads, runs=args.runs)
@@ -141,7 +136,7 @@ def run(args) -> int:
         json.dump(data, f, indent=2, default=str)
     if args.json:
         emit_json(args, {**data, "tflite": tflite_path, "report": report_path})
-        _progress(f"done in {time.perf_counter() - start:.0f} s")
+        progress("deploy", f"done in {time.perf_counter() - start:.0f} s")
         return 0
 
     lines = [f"larq-poke deploy {name}: {tflite_path}, {report_path}"]
@@ -174,5 +169,5 @@ def run(args) -> int:
         lines.append("  x86 timings are no guide to ARM; ratios and the census carry over. "
                      "Measure on a phone with `larq-poke bench --target adb`.")
     print("\n".join(lines))
-    _progress(f"done in {time.perf_counter() - start:.0f} s")
+    progress("deploy", f"done in {time.perf_counter() - start:.0f} s")
     return 0

@@ -77,7 +77,7 @@ def run(args) -> int:
     from larq_poke.train.evaluate import TFLiteClassifier, evaluate
 
     prep = _preprocessing(args)
-    progress(args, f"loading {args.model} ...")
+    progress("eval", f"loading {args.model} ...")
     if args.model.endswith(".tflite"):
         model = TFLiteClassifier(args.model)
         size = args.image_size or int(model.input_shape[1])
@@ -97,7 +97,7 @@ def run(args) -> int:
         size = args.image_size or model.inputs[0].shape[1]
         if size is None:
             raise ValueError("the model takes any input size; give --image-size.")
-    progress(args, f"evaluating on {args.dataset} ({args.split}) at {int(size)}x{int(size)} ...")
+    progress("eval", f"evaluating on {args.dataset} ({args.split}) at {int(size)}x{int(size)} ...")
     data = load_dataset(args.dataset, args.split, preprocessing=prep, image_size=int(size),
                         batch_size=args.batch_size, data_dir=args.data_dir, manual_dir=_manual_dir(args))
     metrics = evaluate(model, data)

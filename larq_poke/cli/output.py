@@ -6,7 +6,7 @@ stay silent unless ``--verbose``.
 
 ```python
 from larq_poke.cli.output import progress, emit_json
-progress(args, "converting ...")          # stderr: "larq-poke convert: converting ..."
+progress("convert", "converting ...")     # stderr: "larq-poke convert: converting ..."
 emit_json(args, {"top1": 0.71})           # stdout, even while the command's prints go to stderr
 ```
 
@@ -50,12 +50,8 @@ def quiet_tensorflow(verbose: bool) -> None:
         warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
 
 
-def progress(args, message: str) -> None:
+def progress(command: str, message: str) -> None:
     """``larq-poke COMMAND: message`` on stderr, at once."""
-    command = getattr(args, "command", None)
-    if command is None:  # a parser built without the top-level `command` destination
-        func = getattr(args, "func", None)
-        command = func.__module__.rsplit(".", 1)[-1] if func is not None else "command"
     print(f"larq-poke {command}: {message}", file=sys.stderr, flush=True)
 
 

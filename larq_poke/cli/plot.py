@@ -44,13 +44,13 @@ def run(args) -> int:
         with open(args.measurements) as f:
             measurements = json.load(f)
     points = pareto_points(args.models, measurements, float_bits=args.float_bits,
-                           progress=lambda message: progress(args, message))
+                           progress=lambda message: progress("plot", message))
     os.makedirs(args.output_dir, exist_ok=True)
     axes = ["ace", "bops"] + (["latency"] if measurements else [])
     written = {}
     for axis in axes:
         written[axis] = pareto_plot(points, axis, os.path.join(args.output_dir, f"pareto_{axis}"), args.format)
-        progress(args, f"wrote {', '.join(written[axis])}")
+        progress("plot", f"wrote {', '.join(written[axis])}")
     if args.json:
         emit_json(args, {
             "points": [dataclasses.asdict(p) for p in points],

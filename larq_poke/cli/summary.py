@@ -33,7 +33,7 @@ def run(args) -> int:
     from larq_poke.zoo.resolve import load_model
     from larq_poke.cost import profile
 
-    progress(args, f"building {args.model} ...")
+    progress("summary", f"building {args.model} ...")
     model = load_model(args.model, input_size=args.input_size, num_classes=args.num_classes)
     input_shape = None
     if args.input_size is not None and os.path.exists(args.model):

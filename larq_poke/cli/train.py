@@ -68,7 +68,7 @@ def run(args) -> int:
         deterministic=args.deterministic, distribute=args.distribute, crop_area=args.crop_area, flip=args.flip,
         randaugment=args.randaugment, precision=args.precision,
     )
-    progress(args, f"training {args.model} with the {args.recipe} recipe; progress bars on stderr")
+    progress("train", f"training {args.model} with the {args.recipe} recipe; progress bars on stderr")
     with contextlib.redirect_stdout(sys.stderr):  # Keras' progress bars are progress, not results
         metrics = train(config)
     if args.json:

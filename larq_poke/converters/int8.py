@@ -15,6 +15,8 @@ would not be an 8-bit latency.
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 
 __all__ = ["convert_int8"]
@@ -30,6 +32,7 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
     """
     import tensorflow as tf
 
+    from larq_poke.converters.export import inference_saved_model
     from larq_poke.converters.flatbuffer import read_flatbuffer
 
     samples = np.asarray(representative_inputs, np.float32)
@@ -39,11 +42,13 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
         )
     if tuple(samples.shape[1:]) != tuple(d for d in model.input_shape[1:]) and None not in model.input_shape[1:]:
         raise ValueError(f"representative_inputs have shape {samples.shape[1:]}, the model takes {model.input_shape[1:]}.")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([sample[None]] for sample in samples[:max_samples])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    flatbuffer = converter.convert()
+    with tempfile.TemporaryDirectory(prefix="larq-poke-export-") as directory:
+        inference_saved_model(model, directory)  # not from_keras_model: Keras' export is slow
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample[None]] for sample in samples[:max_samples])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        flatbuffer = converter.convert()
     info = read_flatbuffer(flatbuffer)
     float_ops = sorted({op.op_type for op in info.operators
                         if op.op_type not in _BOUNDARY_OPS and info.op_output_dtype(op) == "FLOAT32"})

@@ -114,8 +114,10 @@ def convert(
     """Convert a Larq Keras model with LCE and report what became of its binary layers.
 
     The model first goes through :func:`larq_poke.converters.rewrites.deployable` (registered
-    rewrites into an LCE-friendly equivalent; the model itself when none applies), then
-    ``larq_compute_engine.convert_keras_model``. The converter's console noise is swallowed; its
+    rewrites into an LCE-friendly equivalent; the model itself when none applies), is exported as
+    its inference graph (:func:`larq_poke.converters.export.inference_saved_model`) and converted
+    with ``larq_compute_engine.convert_saved_model`` (``convert_keras_model`` if that fails, with a
+    note in the report). The converter's console noise is swallowed; its
     ``error:`` lines (e.g. grouped convs falling back to float) go into the report.
 
     # Arguments
@@ -283,10 +285,22 @@ _ERROR_LINE = re.compile(r"(?:^|\s)error:\s*(.+)$")
 def _run_converter(model, target: str) -> Tuple[bytes, List[str], List[str]]:
     import larq_compute_engine as lce
 
+    from larq_poke.converters.export import inference_saved_model
+
     notes: List[str] = []
     try:
         with _captured_native_output() as captured:
-            flatbuffer = lce.convert_keras_model(model, target=target)
+            try:
+                policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
+                if policy != "float32":  # LCE's own route raises its clear error for these
+                    raise ValueError(f"a {policy} model")
+                with tempfile.TemporaryDirectory(prefix="larq-poke-export-") as directory:
+                    inference_saved_model(model, directory)
+                    flatbuffer = lce.convert_saved_model(directory, target=target)
+            except Exception as lean_error:  # LCE's own route: Keras' export, then its graphdef fallback
+                notes.append(f"the inference-only SavedModel did not convert ({type(lean_error).__name__}: "
+                             f"{str(lean_error).splitlines()[0] if str(lean_error) else ''}); used LCE's Keras export")
+                flatbuffer = lce.convert_keras_model(model, target=target)
     except Exception as err:
         errors = _error_lines("\n".join(captured))
         detail = ("\n" + "\n".join(errors)) if errors else ""

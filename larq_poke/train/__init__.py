@@ -8,6 +8,7 @@ distiller.fit(train_dataset, epochs=10)
 ```
 """
 
+from larq_poke.train.determinism import make_deterministic
 from larq_poke.train.distill import Distiller
 from larq_poke.train.losses import coupled_l2, diversified_kd_loss, soft_target_cross_entropy
 from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
@@ -18,6 +19,7 @@ __all__ = [
     "PokeBNNSchedule",
     "coupled_l2",
     "diversified_kd_loss",
+    "make_deterministic",
     "pokebnn_base_lr",
     "soft_target_cross_entropy",
 ]

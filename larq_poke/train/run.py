@@ -217,6 +217,7 @@ def train(config: TrainConfig) -> dict:
     import tensorflow as tf
 
     from larq_poke.data import dataset_info, load_dataset
+    from larq_poke.train.determinism import make_deterministic
     from larq_poke.train.distill import Distiller, check_teachers
     from larq_poke.train.evaluate import evaluate
     from larq_poke.train.teachers import PREPROCESSING_FILE, load_teacher
@@ -240,8 +241,7 @@ def train(config: TrainConfig) -> dict:
         except (ImportError, ValueError) as err:
             raise TrainError(str(err)) from None
     if config.deterministic:
-        tf.keras.utils.set_random_seed(config.seed)
-        tf.config.experimental.enable_op_determinism()
+        make_deterministic(config.seed)
 
     with strategy.scope(), _dtype_policy(PRECISIONS[config.precision]):
         student = load_model(config.model, input_size=config.image_size or 224, num_classes=info.num_classes)
