@@ -9,9 +9,10 @@ flatbuffer = larq_compute_engine.convert_saved_model("exported")
 Converters read a SavedModel. Keras' own SavedModel export (what ``lce.convert_keras_model`` and
 ``tf.lite.TFLiteConverter.from_keras_model`` use) also traces every layer's call on its own, so
 that the layers can be reloaded as Keras objects, and every custom gradient; a converter needs
-none of it. Exporting only the inference function makes an LCE conversion 3.5 to 4 times faster
-(PokeBNN-0.5x at 64x64: 66 s to 18 s; BiNeal-1.0x at 32x32: 24 s to 6 s) with the same
-flatbuffer size, the same operators and the same outputs (``tests/test_lce_convert.py``).
+none of it. Exporting only the inference function makes LCE's step 7 to 9 times faster
+(``benchmarks/conversion_export.py``: PokeBNN-0.5x at 64x64 45.0 s to 5.0 s, BiNeal-1.0x at
+32x32 17.9 s to 2.5 s) with the same flatbuffer size and operators, and the same outputs
+(``tests/test_lce_convert.py``).
 """
 
 from __future__ import annotations
