@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
     "walk_layers",
     "model_nodes",
     "node_inputs",
     "node_output",
+    "consumers",
+    "producers",
     "rebuild_functional",
     "same_output_size",
     "same_padding",
@@ -81,6 +83,20 @@ def model_nodes(model) -> List[Tuple[object, list, object]]:
         nodes.append((layer, node_inputs(model, layer), node_output(model, layer)))
     return nodes
 
+
+
+def consumers(model) -> Dict[int, list]:
+    """``{id(tensor): [layers that read it]}`` over the nodes of functional ``model``."""
+    readers: Dict[int, list] = {}
+    for layer, inbound, _ in model_nodes(model):
+        for tensor in inbound:
+            readers.setdefault(id(tensor), []).append(layer)
+    return readers
+
+
+def producers(model) -> Dict[int, object]:
+    """``{id(tensor): the layer that outputs it}`` over the nodes of functional ``model``."""
+    return {id(output): layer for layer, _, output in model_nodes(model)}
 
 def rebuild_functional(model, substitute: Callable, *, name: Optional[str] = None):
     """A new functional model with ``model``'s graph, layers replaced where ``substitute`` says.

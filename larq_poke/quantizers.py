@@ -90,6 +90,16 @@ def _per_output_channel_max(w, channel_axes):
 
 
 @skip_autograph
+class Untracked:
+    """A holder Keras does not track: a ``tf.Variable`` set on a layer directly would become one
+    of its weights (saved, checkpointed, counted); one held here is only read by ``call``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value=None):
+        self.value = value
+
+
 class _PokeQuantizer(lq.quantizers.Quantizer):
     """Base class: registered, serializable, no metrics."""
 
@@ -98,6 +108,33 @@ class _PokeQuantizer(lq.quantizers.Quantizer):
         for key in ("trainable", "dtype"):
             config.pop(key, None)
         return config
+
+
+class _SwitchableWeightQuantizer(_PokeQuantizer):
+    """A weight quantizer that can pass the latent weights through (the PokeBNN recipe quantizes
+    weights only from 50/800 of the run).
+
+    ``active`` is a Python switch (not serialized): False passes the weights through. While
+    training, :class:`larq_poke.train.switches.PokeBNNSwitches` sets a boolean ``tf.Variable``
+    with :meth:`set_switch` instead, so that the traced training step reads it and need not be
+    traced again when the weights switch on.
+    """
+
+    active = True
+
+    def set_switch(self, variable) -> None:
+        """Quantize when the scalar boolean ``variable`` is True, pass through when False;
+        ``None`` goes back to :attr:`active`. Not a weight: never saved or checkpointed."""
+        self._switch = Untracked(variable)
+
+    def quantize(self, inputs):
+        raise NotImplementedError
+
+    def call(self, inputs):
+        switch = getattr(self, "_switch", None)
+        if switch is not None and switch.value is not None:
+            return tf.where(switch.value, self.quantize(inputs), inputs)
+        return self.quantize(inputs) if self.active else inputs
 
 
 @register_serializable
@@ -135,7 +172,7 @@ class PokeBinaryActivation(_PokeQuantizer):
 
 
 @register_serializable
-class PokeBinaryWeight(_PokeQuantizer):
+class PokeBinaryWeight(_SwitchableWeightQuantizer):
     r"""Binary weight quantizer of PokeBNN: \(\mathrm{sign}(w) \cdot \frac{\max_c|w| + \epsilon}{2}\).
 
     The scale is per output channel (max over all other axes); zero maps to +. Gradient: 1, except
@@ -152,17 +189,12 @@ class PokeBinaryWeight(_PokeQuantizer):
     """
 
     precision = 1
-    #: False passes the latent weights through (the official run quantizes weights from epoch
-    #: 50 of 800; see :class:`larq_poke.train.switches.PokeBNNSwitches`). Not serialized.
-    active = True
 
     def __init__(self, channel_axes: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.channel_axes = int(channel_axes)
 
-    def call(self, inputs):
-        if not self.active:
-            return inputs
+    def quantize(self, inputs):
         return _binary_fake_quant(inputs, _per_output_channel_max(inputs, self.channel_axes))
 
     def get_config(self):
@@ -170,7 +202,7 @@ class PokeBinaryWeight(_PokeQuantizer):
 
 
 @register_serializable
-class SignedWeightQuantizer(_PokeQuantizer):
+class SignedWeightQuantizer(_SwitchableWeightQuantizer):
     r"""Symmetric ``bits``-bit weight quantizer, per output channel (official AQT weights).
 
     \(q(w) = \lfloor \mathrm{clip}(w s, -B, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
@@ -194,12 +226,7 @@ class SignedWeightQuantizer(_PokeQuantizer):
         self.precision = self.bits
         self.channel_axes = int(channel_axes)
 
-    #: As :attr:`PokeBinaryWeight.active`.
-    active = True
-
-    def call(self, inputs):
-        if not self.active:
-            return inputs
+    def quantize(self, inputs):
         bound = _per_output_channel_max(inputs, self.channel_axes)
         return _signed_fake_quant(inputs, bound, self.bits)
 

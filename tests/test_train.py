@@ -240,7 +240,8 @@ def test_pokebnn_switches_quantize_weights_and_calibrate_bounds_on_schedule():
     class Probe(tf.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             step = int(self.model.optimizer.iterations.numpy())
-            seen.append((step, binary.active, float(np.min(stem_bounds.numpy())), id(self.model.train_function)))
+            seen.append((step, bool(switches.switch.numpy()), float(np.min(stem_bounds.numpy())),
+                         self.model.train_function.experimental_get_tracing_count()))
 
     switches = PokeBNNSwitches(student, total_steps=16, calibration_images=images[:8],
                                weight_fraction=0.25, calibration_fraction=0.5)
@@ -250,13 +251,48 @@ def test_pokebnn_switches_quantize_weights_and_calibrate_bounds_on_schedule():
     distiller.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     distiller.fit(images, labels, batch_size=2, epochs=1, callbacks=[switches, Probe()], verbose=0)
 
-    by_step = {step: (active, bound, fn) for step, active, bound, fn in seen}
-    assert [by_step[s][0] for s in (1, 2, 3)] == [False, False, False]
-    assert all(by_step[s][0] for s in range(4, 17))
+    by_step = {step: (active, bound, traces) for step, active, bound, traces in seen}
+    # step s runs with the weights quantized once s - 1 >= 0.25 * 16 steps are done
+    assert [by_step[s][0] for s in (1, 2, 3, 4)] == [False] * 4
+    assert all(by_step[s][0] for s in range(5, 17))
     assert by_step[3][1] == -1.0 and by_step[7][1] == -1.0  # bounds: the pass-through sentinel
     assert by_step[8][1] > 0 and by_step[16][1] == by_step[8][1]  # calibrated once, at step 8
-    assert by_step[3][2] != by_step[4][2]  # the training step was traced again at the switch
+    assert len({by_step[s][2] for s in range(1, 17)}) == 1  # not traced again: the switch is a variable
     assert binary.active  # a finished run is always quantized
+
+
+def test_pokebnn_weight_switch_changes_the_traced_step():
+    """Before the switch the conv uses its latent weights, after it PokeBNN's binary weights
+    sign(w) * (max_c|w| + eps) / 2; each step's loss is checked against NumPy."""
+    import larq as lq
+
+    from larq_poke.quantizers import EPS, PokeBinaryWeight
+    from larq_poke.train.switches import PokeBNNSwitches
+
+    rng = np.random.default_rng(6)
+    inputs = tf.keras.Input((1, 1, 6))
+    conv = lq.layers.QuantConv2D(2, 1, kernel_quantizer=PokeBinaryWeight(), use_bias=False, name="bconv")
+    student = tf.keras.Model(inputs, tf.keras.layers.Flatten()(conv(inputs)))
+    kernel = rng.uniform(-0.7, 0.7, (1, 1, 6, 2)).astype(np.float32)
+    conv.kernel.assign(kernel)
+    x = rng.normal(size=(8, 1, 1, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 8)
+    binary = np.where(kernel >= 0, 1.0, -1.0) * (np.abs(kernel).max(axis=(0, 1, 2)) + EPS) / 2
+
+    def expected_loss(w):
+        logits = np.einsum("nijc,ijcd->nd", x.astype(np.float64), w.astype(np.float64))
+        logits -= logits.max(-1, keepdims=True)
+        return -(logits - np.log(np.exp(logits).sum(-1, keepdims=True)))[np.arange(8), y].mean()
+
+    switches = PokeBNNSwitches(student, total_steps=4, weight_fraction=0.5)
+    distiller = Distiller(student)
+    distiller.compile(optimizer=tf.keras.optimizers.SGD(0.0))
+    history = distiller.fit(x, y, batch_size=8, epochs=4, callbacks=[switches], verbose=0)
+    expected = [expected_loss(w) for w in (kernel, kernel, binary, binary)]
+    np.testing.assert_allclose(history.history["loss"], expected, rtol=1e-5)
+    assert expected[0] != pytest.approx(expected[2])
+    np.testing.assert_allclose(student.predict(x, verbose=0), np.einsum("nijc,ijcd->nd", x, binary), rtol=1e-5)
+    assert [w.name for w in student.weights] == ["bconv/kernel:0"]  # the switch is no weight
 
 
 def test_bnext_temperature_soft_weights_on_schedule_then_sign():

@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.no_autograph import skip_autograph
+from larq_poke.quantizers import Untracked
 from larq_poke.serialization import register_serializable
 
 __all__ = [
@@ -181,7 +182,7 @@ class BNextWeightSign(lq.quantizers.Quantizer):
     def __init__(self, zero_sign: int = 1, **kwargs):
         self.zero_sign = _check_zero_sign(zero_sign)
         super().__init__(**kwargs)
-        self._temperature = _Untracked(None)
+        self._temperature = Untracked(None)
 
     @property
     def temperature(self):
@@ -191,7 +192,7 @@ class BNextWeightSign(lq.quantizers.Quantizer):
     def set_temperature(self, variable) -> None:
         """Use ``variable`` (a scalar ``tf.Variable``) as the temperature; ``None``: pure sign.
         Held outside Keras' tracking: not a weight, never saved or checkpointed."""
-        self._temperature = _Untracked(variable)
+        self._temperature = Untracked(variable)
 
     def call(self, inputs):
         hard = _sign_ste(inputs, None, self.zero_sign)
@@ -205,14 +206,6 @@ class BNextWeightSign(lq.quantizers.Quantizer):
     def get_config(self):
         return {**super().get_config(), "zero_sign": self.zero_sign}
 
-
-class _Untracked:
-    """A holder Keras does not track (a variable set on a layer directly would become its weight)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
 
 
 @_register

@@ -48,7 +48,9 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
     calibrate its activation bounds once at ``calibration_fraction`` (on ``calibration_images``).
 
     Works on the step count of the optimizer, so a resumed run switches at the same step; the
-    bounds are model weights, so they come back with a checkpoint.
+    bounds are model weights, so they come back with a checkpoint. The switch is a boolean
+    variable the traced training step reads (:meth:`~larq_poke.quantizers.PokeBinaryWeight.set_switch`),
+    so switching does not trace the step again.
     """
 
     def __init__(
@@ -66,32 +68,33 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
         self.calibration_images = calibration_images
         self.quantizers = list(_weight_quantizers(student))
 
+        #: The weight switch the traced training step reads (set before every step).
+        self.switch = tf.Variable(False, trainable=False, dtype=tf.bool, name="pokebnn_weight_switch")
+
     def _step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
-    def _set_weights_active(self, active: bool) -> None:
-        if all(q.active == active for q in self.quantizers):
-            return
+    def on_train_begin(self, logs=None):
+        self.switch.assign(self._step() >= self.weight_step)
         for quantizer in self.quantizers:
-            quantizer.active = active
-        # The traced training step holds the old Python branch: trace it again.
+            quantizer.set_switch(self.switch)
+        # A step traced before this callback was attached would hold a Python branch.
         self.model.train_function = self.model.make_train_function(force=True)
 
-    def on_train_begin(self, logs=None):
-        self._set_weights_active(self._step() >= self.weight_step)
+    def on_train_batch_begin(self, batch, logs=None):
+        self.switch.assign(self._step() >= self.weight_step)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
-        if step >= self.weight_step:
-            self._set_weights_active(True)
-        if step == self.calibration_step and self.calibration_images is not None:
+        if self._step() == self.calibration_step and self.calibration_images is not None:
             from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
             calibrate_activation_bounds(self.student, np.asarray(self.calibration_images, np.float32))
 
     def on_train_end(self, logs=None):
         for quantizer in self.quantizers:  # a saved or converted model is always quantized
+            quantizer.set_switch(None)
             quantizer.active = True
+        self.model.train_function = None  # traced with the switch
 
 
 #: The official BNext run's length in epochs (the temperature's time scale).

@@ -30,8 +30,8 @@ inference = fold_bineal(trained_model)          # same outputs in inference mode
 from __future__ import annotations
 
 import functools
-from collections import Counter, defaultdict
-from typing import Dict, List, Optional
+from collections import Counter
+from typing import List, Optional
 
 import larq as lq
 import numpy as np
@@ -39,17 +39,20 @@ import tensorflow as tf
 
 from larq_poke.converters.rewrites import register_rewrite
 from larq_poke.converters.rewrites.common import (
+    ActivationQuant,
     ChannelAffine,
     ConvSpec,
+    MissingQuantizationInfoError,
     as_numpy,
     binary_conv,
     bn_affine,
     fake_quant,
     fake_quant_weights,
     measured_range,
+    quantized_kernel,
     shifted_batch_norm,
 )
-from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional
+from larq_poke.keras_graph import consumers, node_inputs, node_output, producers, rebuild_functional
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
@@ -195,22 +198,14 @@ def _deploy_conv(conv, signs: np.ndarray, name: str):
     return layer
 
 
-def _consumers(model) -> Dict[int, list]:
-    users = defaultdict(list)
-    for layer, inbound, _ in model_nodes(model):
-        for tensor in inbound:
-            users[id(tensor)].append(layer)
-    return users
-
-
 def _feeds_only_sign_convs(output, users, model_outputs) -> bool:
     """Every consumer binarizes its input with a plain sign (a binary conv's ste_sign)."""
     if any(output is t for t in model_outputs):
         return False
-    consumers = users.get(id(output), [])
-    return bool(consumers) and all(
+    readers = users.get(id(output), [])
+    return bool(readers) and all(
         isinstance(layer, lq.layers.QuantConv2D) and isinstance(layer.input_quantizer, lq.quantizers.SteSign)
-        for layer in consumers
+        for layer in readers
     )
 
 
@@ -218,9 +213,9 @@ def _standalone_bn(model, act, users) -> Optional[object]:
     """The BatchNormalization feeding standalone ``act`` directly or through max pools, each link
     used only by the next one; None otherwise."""
     tensor = node_inputs(model, act)[0]
-    producers = {id(out): layer for layer, _, out in model_nodes(model)}
+    made_by = producers(model)
     while True:
-        layer = producers.get(id(tensor))
+        layer = made_by.get(id(tensor))
         if layer is None or len(users.get(id(tensor), [])) != 1:
             return None
         if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -254,7 +249,7 @@ def fold_bineal(model, *, allow_untrained: bool = False):
     _check_finite(model)
     in_blocks = {id(getattr(b, part)) for b in blocks for part in ("act1", "act2")}
     standalone = [act for act in acts if id(act) not in in_blocks]
-    users = _consumers(model)
+    users = consumers(model)
     outputs = list(model.outputs)
     stem_bns = {act.name: _standalone_bn(model, act, users) for act in standalone}
     bns = [getattr(b, part) for b in blocks for part in ("bn1", "bn2", "skip_bn", "bn3")]
@@ -292,9 +287,9 @@ def _float_work_note(report, blocks: int) -> Optional[str]:
 def _finish(x, act_output, users, outputs, name):
     if _feeds_only_sign_convs(act_output, users, outputs):
         return x
-    consumers = users.get(id(act_output), [])
-    scalar = (bool(consumers) and not any(act_output is t for t in outputs)
-              and all(isinstance(layer, tf.keras.layers.Conv2D) for layer in consumers))
+    readers = users.get(id(act_output), [])
+    scalar = (bool(readers) and not any(act_output is t for t in outputs)
+              and all(isinstance(layer, tf.keras.layers.Conv2D) for layer in readers))
     return BinarySign(scalar=scalar, name=name)(x)
 
 
@@ -378,11 +373,9 @@ class DeployableBiNealStem(GraphLayer):
         super().__init__(**kwargs)
         if conv is None or output_range is None:
             raise ValueError("DeployableBiNealStem is built by bineal_deployable(model, int8=True)")
-        from larq_poke.converters.rewrites.pokebnn import _ActivationQuant, _quantized_kernel
-
-        self._input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+        self._input_range = ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
         scale, shift = bn_affine(bn)
-        self._kernel = (_quantized_kernel(conv) * scale).astype(np.float32)
+        self._kernel = (quantized_kernel(conv) * scale).astype(np.float32)
         self._bias = (shift - sign_threshold(act)).astype(np.float32)
         self._strides = tuple(conv.strides)
         self._pool = None if pool is None else (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
@@ -437,12 +430,10 @@ class Int8ConvUnit(GraphLayer):
         super().__init__(**kwargs)
         if conv is None or output_range is None:
             raise ValueError("Int8ConvUnit is built by bineal_deployable(model, int8=True)")
-        from larq_poke.converters.rewrites.pokebnn import _ActivationQuant, _quantized_kernel
-
         if input_range is None:
-            input_range = _ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+            input_range = ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
         self._input_range = tuple(input_range)
-        kernel = _quantized_kernel(conv)
+        kernel = quantized_kernel(conv)
         bias = as_numpy(conv.bias) if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
         if bn is not None:
             scale, shift = bn_affine(bn)
@@ -501,13 +492,13 @@ def _stem_parts(model, act):
     without one), or None."""
     from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 
-    producers = {id(out): layer for layer, _, out in model_nodes(model)}
-    pool = producers.get(id(node_inputs(model, act)[0]))
+    made_by = producers(model)
+    pool = made_by.get(id(node_inputs(model, act)[0]))
     if isinstance(pool, tf.keras.layers.BatchNormalization):
         pool, bn = None, pool
     else:
-        bn = pool and producers.get(id(node_inputs(model, pool)[0]))
-    conv = bn and producers.get(id(node_inputs(model, bn)[0]))
+        bn = pool and made_by.get(id(node_inputs(model, pool)[0]))
+    conv = bn and made_by.get(id(node_inputs(model, bn)[0]))
     if not (
         (pool is None or isinstance(pool, tf.keras.layers.MaxPool2D))
         and isinstance(bn, tf.keras.layers.BatchNormalization)
@@ -524,11 +515,11 @@ def _share_concatenated_ranges(model, ranges: dict) -> None:
     """Give the int8 tensors that one CONCATENATION joins the union of their ranges: int8
     concatenation keeps one scale for all its inputs, so a narrower input range would clip the
     others (CenterNet's heatmap, size and offset outputs)."""
-    producers = {id(out): layer for layer, _, out in model_nodes(model)}
+    made_by = producers(model)
     for layer in model.layers:
         if not isinstance(layer, tf.keras.layers.Concatenate):
             continue
-        names = [producers[id(t)].name for t in node_inputs(model, layer) if id(t) in producers]
+        names = [made_by[id(t)].name for t in node_inputs(model, layer) if id(t) in made_by]
         joined = [name for name in names if name in ranges]
         if len(joined) > 1:
             low = min(ranges[name][0] for name in joined)
@@ -542,8 +533,7 @@ def _int8_model(model, calibration_inputs):
     from larq_poke.converters.rewrites.pokebnn import (
         DeployableHead,
         FullMapAveragePool,
-        MissingQuantizationInfoError,
-        _is_pokebnn_head,
+        is_pokebnn_head,
     )
 
     images = calibration_inputs[0] if isinstance(calibration_inputs, (list, tuple)) else calibration_inputs
@@ -558,11 +548,11 @@ def _int8_model(model, calibration_inputs):
             stems[act.name] = parts
     scores = {}  # 8-bit convs reading a ±1 map (dense-prediction heads)
     signs = {id(node_output(model, layer)) for layer in model.layers if isinstance(layer, BiNealSign)}
-    users = _consumers(model)
+    users = consumers(model)
     units = {}  # last layer name -> (conv, bn, relu): 8-bit convs on real-valued maps
     stem_convs = {parts[0].name for parts in stems.values()}
     for layer in model.layers:
-        if _is_pokebnn_head(layer):
+        if is_pokebnn_head(layer):
             heads[layer.name] = layer
         elif _is_int8_conv_on_signs(model, layer, signs):
             scores[layer.name] = layer

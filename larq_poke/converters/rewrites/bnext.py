@@ -71,7 +71,7 @@ from larq_poke.converters.rewrites.common import (
     shifted_batch_norm,
 )
 from larq_poke.converters.rewrites import register_rewrite
-from larq_poke.keras_graph import model_nodes, node_inputs, node_output, rebuild_functional, walk_layers
+from larq_poke.keras_graph import consumers as graph_consumers, node_inputs, node_output, producers as graph_producers, rebuild_functional, walk_layers
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bnext import BNextBinaryConv2D, LearnableBias, ScaleMix
 
@@ -202,11 +202,7 @@ def bnext_deployable(model):
     """
     if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ValueError("bnext_deployable needs a functional Keras model")
-    consumers, producers = {}, {}
-    for layer, inbound, output in model_nodes(model):
-        for tensor in inbound:
-            consumers.setdefault(id(tensor), []).append(layer)
-        producers[id(output)] = layer
+    consumers, producers = graph_consumers(model), graph_producers(model)
     pooled_mixes, skipped_pools = _pooled_mixes(model, consumers)
     scaled_multiplies, shifted_bns = _foldable_bn2(model, consumers, producers)
     moves = _MoveFolds(model, consumers, producers, shifted_bns, pooled_mixes)

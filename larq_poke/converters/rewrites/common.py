@@ -1,7 +1,8 @@
 """Building blocks shared by the deployable rewrites (:mod:`~larq_poke.converters.rewrites.pokebnn`,
-:mod:`~larq_poke.converters.rewrites.bnext`): constants read from trained layers, the binary conv in
-the form LCE fuses, and the exact correction of a binary conv whose padded positions hold +1
-instead of 0.
+:mod:`~larq_poke.converters.rewrites.bnext`, :mod:`~larq_poke.converters.rewrites.bineal`):
+constants read from trained layers, the binary conv in the form LCE fuses, the exact correction of
+a binary conv whose padded positions hold +1 instead of 0, and the multi-bit quantizers (PokeBNN's
+and BiNeal's 8-bit stem and head) as plain TFLite arithmetic or int8 fake quantization.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from larq_poke.converters.conversion_report import QuantizationInfoError
 from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.layers.base import GraphLayer
 from larq_poke.no_autograph import without_autograph
+from larq_poke.quantizers import EPS, SignedActivationQuantizer, UnsignedActivationQuantizer
 
 __all__ = [
+    "ActivationQuant",
     "ChannelAffine",
     "ConstantAdd",
     "ConvSpec",
@@ -26,7 +30,9 @@ __all__ = [
     "fake_quant_weights",
     "full_map_mean",
     "measured_range",
+    "MissingQuantizationInfoError",
     "padding_correction",
+    "quantized_kernel",
     "shifted_batch_norm",
 ]
 
@@ -194,3 +200,84 @@ def measured_range(values, margin: float = 1.1) -> "tuple[float, float]":
     if high - low < 1e-6:
         high = low + 1e-6
     return low, high
+
+
+class MissingQuantizationInfoError(QuantizationInfoError):
+    """int8 was requested but a multi-bit activation quantizer is uncalibrated (bounds = -1)."""
+
+
+def quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np.ndarray:
+    """``layer``'s weight as its quantizer makes it (the weight itself without a quantizer)."""
+    quantizer = getattr(layer, attribute)
+    kernel = getattr(layer, weight)
+    return np.asarray(quantizer(kernel), np.float32) if quantizer is not None else as_numpy(kernel)
+
+
+class ActivationQuant:
+    """A learned per-channel activation quantizer of PokeBNN, as TFLite-native arithmetic.
+
+    Float mode reproduces the official fake quantization exactly (same float32 scale, round
+    half up, division by the scale); channels whose bound is negative (the -1 sentinel) pass
+    through. int8 mode emits one per-tensor ``fake_quant_with_min_max_vars`` (see
+    :func:`~larq_poke.converters.rewrites.pokebnn.pokebnn_deployable`).
+    """
+
+    def __init__(self, quantizer, name: str):
+        self.name = name
+        self.bits = int(quantizer.bits)
+        self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
+        if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
+            raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
+        self.bounds = as_numpy(quantizer.bounds)
+        self.active = self.bounds >= 0
+        safe = np.where(self.active, self.bounds, 1.0).astype(np.float32)
+        if self.unsigned:
+            self.scale = (np.float32(2.0**self.bits) / (safe + np.float32(EPS))).astype(np.float32)
+        else:
+            levels = np.float32(2.0 ** (self.bits - 1) - 1.0)
+            self.scale = (levels / (safe + np.float32(EPS))).astype(np.float32)
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.active.all())
+
+    def _levels(self, x, nonnegative: bool = False):
+        scale = tf.constant(self.scale)
+        if self.unsigned:
+            levels = tf.floor(x * scale)
+            if nonnegative:
+                return tf.minimum(levels, 2.0**self.bits - 1.0)
+            return tf.clip_by_value(levels, 0.0, 2.0**self.bits - 1.0)
+        levels = 2.0 ** (self.bits - 1) - 1.0
+        return tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5)
+
+    def integer_call(self, x, nonnegative: bool = False):
+        """The quantized levels (integers) before the division by the scale, or None when some
+        channel is not quantized. The caller folds ``1 / self.scale`` into the next linear op;
+        ``nonnegative`` says ``x >= 0`` already (an unsigned quantizer then skips its lower
+        clip, which cannot bind)."""
+        return self._levels(x, nonnegative) if self.active.all() else None
+
+    def float_call(self, x):
+        if not self.active.any():
+            return x
+        q = self._levels(x) / tf.constant(self.scale)
+        if self.active.all():
+            return q
+        mask = tf.constant(self.active.astype(np.float32))
+        return q * mask + x * (1.0 - mask)
+
+    def int8_range(self) -> "tuple[float, float]":
+        """Per-tensor range covering every channel's clipping range (the int8 grid is
+        per-tensor in TFLite)."""
+        if not self.calibrated:
+            raise MissingQuantizationInfoError(
+                f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
+                "(uncalibrated), so the model carries no quantization information for int8. "
+                "Calibrate the bounds (training past the bound update step, or "
+                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds) first."
+            )
+        top = float(np.max(self.bounds + np.float32(EPS)))
+        if self.unsigned:
+            return 0.0, top * (2.0**self.bits - 1.0) / 2.0**self.bits
+        return -top, top

@@ -73,6 +73,8 @@ import numpy as np
 import tensorflow as tf
 
 from larq_poke.converters.rewrites.common import (
+    ActivationQuant,
+    MissingQuantizationInfoError,
     fake_quant as _fake_quant,
     fake_quant_weights as _fake_quant_weights,
     measured_range as _range,
@@ -83,9 +85,9 @@ from larq_poke.converters.rewrites.common import (
     channel_prelu,
     full_map_mean,
     padding_correction,
+    quantized_kernel,
 )
 from larq_poke.converters.rewrites import register_rewrite
-from larq_poke.converters.conversion_report import QuantizationInfoError
 from larq_poke.keras_graph import node_inputs, rebuild_functional, same_output_size, same_paddings, walk_layers
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.pokebnn import (
@@ -103,7 +105,6 @@ from larq_poke.layers.shortcuts import (
     PaddedAveragePool2D,
 )
 from larq_poke.quantizers import (
-    EPS,
     SignedActivationQuantizer,
     SignedWeightQuantizer,
     UnsignedActivationQuantizer,
@@ -117,22 +118,12 @@ __all__ = [
     "FullMapAveragePool",
     "MissingQuantizationInfoError",
     "calibrate_activation_bounds",
+    "is_pokebnn_head",
 ]
 
 # A DPReLU positive slope of exactly 0 is replaced by this (sign kept) so that
 # alpha_+ * PReLU(z, alpha_- / alpha_+) stays finite; the error is 1e-20 * |z|.
 _TINY_SLOPE = 1e-20
-
-
-class MissingQuantizationInfoError(QuantizationInfoError):
-    """int8 was requested but a multi-bit activation quantizer is uncalibrated (bounds = -1)."""
-
-
-# --- numpy helpers ------------------------------------------------------------------------------
-def _quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np.ndarray:
-    quantizer = getattr(layer, attribute)
-    kernel = getattr(layer, weight)
-    return np.asarray(quantizer(kernel), np.float32) if quantizer is not None else as_numpy(kernel)
 
 
 def _dprelu_terms(dprelu: DPReLU):
@@ -141,77 +132,6 @@ def _dprelu_terms(dprelu: DPReLU):
     pos[tiny] = np.where(pos[tiny] < 0, -_TINY_SLOPE, _TINY_SLOPE)
     alpha = (as_numpy(dprelu.neg_slope) / pos).astype(np.float32)
     return as_numpy(dprelu.bias_x), pos, alpha, as_numpy(dprelu.bias_y)
-
-
-# --- activation quantizers as plain ops ---------------------------------------------------------
-class _ActivationQuant:
-    """A learned per-channel activation quantizer of PokeBNN, as TFLite-native arithmetic.
-
-    Float mode reproduces the official fake quantization exactly (same float32 scale, round
-    half up, division by the scale); channels whose bound is negative (the -1 sentinel) pass
-    through. int8 mode emits one per-tensor ``fake_quant_with_min_max_vars`` (see
-    :func:`pokebnn_deployable`).
-    """
-
-    def __init__(self, quantizer, name: str):
-        self.name = name
-        self.bits = int(quantizer.bits)
-        self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
-        if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
-            raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
-        self.bounds = as_numpy(quantizer.bounds)
-        self.active = self.bounds >= 0
-        safe = np.where(self.active, self.bounds, 1.0).astype(np.float32)
-        if self.unsigned:
-            self.scale = (np.float32(2.0**self.bits) / (safe + np.float32(EPS))).astype(np.float32)
-        else:
-            levels = np.float32(2.0 ** (self.bits - 1) - 1.0)
-            self.scale = (levels / (safe + np.float32(EPS))).astype(np.float32)
-
-    @property
-    def calibrated(self) -> bool:
-        return bool(self.active.all())
-
-    def _levels(self, x, nonnegative: bool = False):
-        scale = tf.constant(self.scale)
-        if self.unsigned:
-            levels = tf.floor(x * scale)
-            if nonnegative:
-                return tf.minimum(levels, 2.0**self.bits - 1.0)
-            return tf.clip_by_value(levels, 0.0, 2.0**self.bits - 1.0)
-        levels = 2.0 ** (self.bits - 1) - 1.0
-        return tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5)
-
-    def integer_call(self, x, nonnegative: bool = False):
-        """The quantized levels (integers) before the division by the scale, or None when some
-        channel is not quantized. The caller folds ``1 / self.scale`` into the next linear op;
-        ``nonnegative`` says ``x >= 0`` already (an unsigned quantizer then skips its lower
-        clip, which cannot bind)."""
-        return self._levels(x, nonnegative) if self.active.all() else None
-
-    def float_call(self, x):
-        if not self.active.any():
-            return x
-        q = self._levels(x) / tf.constant(self.scale)
-        if self.active.all():
-            return q
-        mask = tf.constant(self.active.astype(np.float32))
-        return q * mask + x * (1.0 - mask)
-
-    def int8_range(self) -> "tuple[float, float]":
-        """Per-tensor range covering every channel's clipping range (the int8 grid is
-        per-tensor in TFLite)."""
-        if not self.calibrated:
-            raise MissingQuantizationInfoError(
-                f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
-                "(uncalibrated), so the model carries no quantization information for int8. "
-                "Calibrate the bounds (training past the bound update step, or "
-                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds) first."
-            )
-        top = float(np.max(self.bounds + np.float32(EPS)))
-        if self.unsigned:
-            return 0.0, top * (2.0**self.bits - 1.0) / 2.0**self.bits
-        return -top, top
 
 
 # --- layers ------------------------------------------------------------------------------------
@@ -305,15 +225,15 @@ class _SqueezeExcite:
     """
 
     def __init__(self, fc1, fc2, name: str):
-        self.q1 = _ActivationQuant(fc1.input_quantizer, f"{name}/fc1 input")
-        self.q2 = _ActivationQuant(fc2.input_quantizer, f"{name}/fc2 input")
-        self.w1 = _quantized_kernel(fc1)
+        self.q1 = ActivationQuant(fc1.input_quantizer, f"{name}/fc1 input")
+        self.q2 = ActivationQuant(fc2.input_quantizer, f"{name}/fc2 input")
+        self.w1 = quantized_kernel(fc1)
         self.b1 = as_numpy(fc1.bias)
-        self.w2 = _quantized_kernel(fc2)
+        self.w2 = quantized_kernel(fc2)
         self.b2 = as_numpy(fc2.bias)
 
     @staticmethod
-    def _unscaled(kernel: np.ndarray, quant: "_ActivationQuant") -> np.ndarray:
+    def _unscaled(kernel: np.ndarray, quant: "ActivationQuant") -> np.ndarray:
         return (kernel / quant.scale.reshape(1, 1, -1, 1)).astype(np.float32)
 
     def __call__(self, x, int8: bool):
@@ -356,7 +276,7 @@ class DeployablePokeConv(GraphLayer):
         # as sublayers of this one).
         conv = source.conv
         self._conv_spec = ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding)
-        kernel = _quantized_kernel(source.conv)  # +-(max|w| + eps)/2 per output channel
+        kernel = quantized_kernel(source.conv)  # +-(max|w| + eps)/2 per output channel
         act = float(np.asarray(source.conv.input_quantizer(tf.constant([1.0])))[0])  # 1.5
         weight_scale = np.max(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0)
         self._sign_kernel = np.where(kernel >= 0, 1.0, -1.0).astype(np.float32)
@@ -439,18 +359,18 @@ class DeployablePokeInit(GraphLayer):
             raise ValueError("int8 needs the measured output ranges of the two stem convs")
         self.int8 = bool(int8)
         self._ranges = ranges
-        self._q1 = _ActivationQuant(source.conv.input_quantizer, f"{source.name}/conv input")
-        self._q2 = _ActivationQuant(
+        self._q1 = ActivationQuant(source.conv.input_quantizer, f"{source.name}/conv input")
+        self._q2 = ActivationQuant(
             source.conv_group.input_quantizer, f"{source.name}/conv_group input"
         )
         g1, h1 = bn_affine(source.bn)
         bx1, p1, a1, by1 = _dprelu_terms(source.dprelu)
-        self._w1 = (_quantized_kernel(source.conv) * g1).astype(np.float32)
+        self._w1 = (quantized_kernel(source.conv) * g1).astype(np.float32)
         self._b1 = (h1 - bx1).astype(np.float32)
         self._p1, self._by1 = p1, by1
         g2, h2 = bn_affine(source.bn_group)
         bx2, p2, a2, by2 = _dprelu_terms(source.dprelu_group)
-        dw = _quantized_kernel(source.conv_group, "depthwise_quantizer", "depthwise_kernel")
+        dw = quantized_kernel(source.conv_group, "depthwise_quantizer", "depthwise_kernel")
         self._multiplier = int(dw.shape[-1])
         self._w2 = (dw * g2.reshape(dw.shape[2], dw.shape[3])).astype(np.float32)
         self._b2 = (h2 - bx2).astype(np.float32)
@@ -505,11 +425,11 @@ class DeployableHead(GraphLayer):
             raise ValueError("int8 needs the measured range of the logits")
         self.int8 = bool(int8)
         self._q = (
-            _ActivationQuant(dense.input_quantizer, f"{dense.name} input")
+            ActivationQuant(dense.input_quantizer, f"{dense.name} input")
             if dense.input_quantizer is not None
             else None
         )
-        self._kernel = _quantized_kernel(dense)
+        self._kernel = quantized_kernel(dense)
         self._bias = as_numpy(dense.bias) if dense.use_bias else None
         self._logit_range = logit_range
 
@@ -534,7 +454,8 @@ class DeployableHead(GraphLayer):
 
 
 # --- the rewrite ---------------------------------------------------------------------------------
-def _is_pokebnn_head(layer) -> bool:
+def is_pokebnn_head(layer) -> bool:
+    """An 8-bit ``QuantDense`` classifier (8-bit inputs and weights), PokeBNN's and BiNeal's head."""
     return (
         isinstance(layer, lq.layers.QuantDense)
         and isinstance(layer.input_quantizer, SignedActivationQuantizer)
@@ -613,7 +534,7 @@ def _rebuild(model, int8: bool = False, ranges=None):
         if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
             pending_pool[id(output)] = args[0]
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
-        if _is_pokebnn_head(layer) and id(inbound[0]) in pending_pool:
+        if is_pokebnn_head(layer) and id(inbound[0]) in pending_pool:
             head = DeployableHead(layer, int8=int8, logit_range=ranges.get(layer.name), name=layer.name)
             return head(pending_pool[id(inbound[0])])
         return None
@@ -637,7 +558,7 @@ def _multibit_quantizers(model):
                 yield path, quantizer
         return
     for layer in model.layers:
-        if _is_pokebnn_head(layer):
+        if is_pokebnn_head(layer):
             yield layer.name, layer.input_quantizer
 
 
