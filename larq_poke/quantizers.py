@@ -89,7 +89,6 @@ def _per_output_channel_max(w, channel_axes):
     return tf.stop_gradient(tf.reduce_max(tf.abs(w), axis=reduce_axes, keepdims=True))
 
 
-@skip_autograph
 class Untracked:
     """A holder Keras does not track: a ``tf.Variable`` set on a layer directly would become one
     of its weights (saved, checkpointed, counted); one held here is only read by ``call``."""
@@ -100,6 +99,7 @@ class Untracked:
         self.value = value
 
 
+@skip_autograph
 class _PokeQuantizer(lq.quantizers.Quantizer):
     """Base class: registered, serializable, no metrics."""
 
