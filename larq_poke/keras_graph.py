@@ -84,7 +84,6 @@ def model_nodes(model) -> List[Tuple[object, list, object]]:
     return nodes
 
 
-
 def consumers(model) -> Dict[int, list]:
     """``{id(tensor): [layers that read it]}`` over the nodes of functional ``model``."""
     readers: Dict[int, list] = {}
@@ -97,6 +96,7 @@ def consumers(model) -> Dict[int, list]:
 def producers(model) -> Dict[int, object]:
     """``{id(tensor): the layer that outputs it}`` over the nodes of functional ``model``."""
     return {id(output): layer for layer, _, output in model_nodes(model)}
+
 
 def rebuild_functional(model, substitute: Callable, *, name: Optional[str] = None):
     """A new functional model with ``model``'s graph, layers replaced where ``substitute`` says.

@@ -252,9 +252,9 @@ def test_pokebnn_switches_quantize_weights_and_calibrate_bounds_on_schedule():
     distiller.fit(images, labels, batch_size=2, epochs=1, callbacks=[switches, Probe()], verbose=0)
 
     by_step = {step: (active, bound, traces) for step, active, bound, traces in seen}
-    # step s runs with the weights quantized once s - 1 >= 0.25 * 16 steps are done
-    assert [by_step[s][0] for s in (1, 2, 3, 4)] == [False] * 4
-    assert all(by_step[s][0] for s in range(5, 17))
+    # seen at the end of step s: the switch for step s + 1, on once 0.25 * 16 steps are done
+    assert [by_step[s][0] for s in (1, 2, 3)] == [False] * 3
+    assert all(by_step[s][0] for s in range(4, 17))
     assert by_step[3][1] == -1.0 and by_step[7][1] == -1.0  # bounds: the pass-through sentinel
     assert by_step[8][1] > 0 and by_step[16][1] == by_step[8][1]  # calibrated once, at step 8
     assert len({by_step[s][2] for s in range(1, 17)}) == 1  # not traced again: the switch is a variable

@@ -207,7 +207,6 @@ class BNextWeightSign(lq.quantizers.Quantizer):
         return {**super().get_config(), "zero_sign": self.zero_sign}
 
 
-
 @_register
 class LearnableBias(tf.keras.layers.Layer):
     r"""Adds a learned per-channel bias: \( y = x + b \) (official ``LearnableBias``, ``move``).

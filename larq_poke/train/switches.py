@@ -67,34 +67,42 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
         self.calibration_step = max(1, int(round(calibration_fraction * total_steps)))
         self.calibration_images = calibration_images
         self.quantizers = list(_weight_quantizers(student))
-
-        #: The weight switch the traced training step reads (set before every step).
-        self.switch = tf.Variable(False, trainable=False, dtype=tf.bool, name="pokebnn_weight_switch")
+        #: The weight switch the traced training step reads (a boolean variable, made in the
+        #: model's distribution strategy when training begins; set before every step).
+        self.switch = None
 
     def _step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
-    def on_train_begin(self, logs=None):
+    def _set_switch(self) -> None:
         self.switch.assign(self._step() >= self.weight_step)
+
+    def on_train_begin(self, logs=None):
+        if self.switch is None:
+            with self.model.distribute_strategy.scope():
+                self.switch = tf.Variable(False, trainable=False, dtype=tf.bool, name="pokebnn_weight_switch")
+        self._set_switch()
         for quantizer in self.quantizers:
             quantizer.set_switch(self.switch)
         # A step traced before this callback was attached would hold a Python branch.
         self.model.train_function = self.model.make_train_function(force=True)
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.switch.assign(self._step() >= self.weight_step)
+        self._set_switch()
 
     def on_train_batch_end(self, batch, logs=None):
+        self._set_switch()  # the calibration below sees the weights the next step will use
         if self._step() == self.calibration_step and self.calibration_images is not None:
             from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
             calibrate_activation_bounds(self.student, np.asarray(self.calibration_images, np.float32))
 
     def on_train_end(self, logs=None):
+        self.switch.assign(True)  # functions traced during fit (validation, predict) read it
         for quantizer in self.quantizers:  # a saved or converted model is always quantized
             quantizer.set_switch(None)
             quantizer.active = True
-        self.model.train_function = None  # traced with the switch
+        self.model.train_function = self.model.test_function = self.model.predict_function = None
 
 
 #: The official BNext run's length in epochs (the temperature's time scale).
@@ -121,13 +129,18 @@ class BNextTemperature(tf.keras.callbacks.Callback):
             layer.kernel_quantizer for _, layer in walk_layers(student)
             if isinstance(getattr(layer, "kernel_quantizer", None), BNextWeightSign)
         ]
-        self.variable = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="bnext_temperature")
+        #: The temperature the traced training step reads (a scalar variable, made in the model's
+        #: distribution strategy when training begins; set before every step).
+        self.variable = None
 
     def temperature(self, step: int) -> float:
         """T at optimizer step ``step``."""
         return self.decay ** math.floor(self.epochs * step / max(self.total_steps, 1))
 
     def on_train_begin(self, logs=None):
+        if self.variable is None:
+            with self.model.distribute_strategy.scope():
+                self.variable = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="bnext_temperature")
         self.variable.assign(self.temperature(int(self.model.optimizer.iterations.numpy())))
         for quantizer in self.quantizers:
             quantizer.set_temperature(self.variable)
@@ -137,6 +150,7 @@ class BNextTemperature(tf.keras.callbacks.Callback):
         self.variable.assign(self.temperature(int(self.model.optimizer.iterations.numpy())))
 
     def on_train_end(self, logs=None):
+        self.variable.assign(0.0)  # pure sign for functions traced during fit (validation, predict)
         for quantizer in self.quantizers:
             quantizer.set_temperature(None)
-        self.model.train_function = None  # traced with the soft branch
+        self.model.train_function = self.model.test_function = self.model.predict_function = None
