@@ -114,27 +114,25 @@ class _SwitchableWeightQuantizer(_PokeQuantizer):
     """A weight quantizer that can pass the latent weights through (the PokeBNN recipe quantizes
     weights only from 50/800 of the run).
 
-    ``active`` is a Python switch (not serialized): False passes the weights through. While
-    training, :class:`larq_poke.train.switches.PokeBNNSwitches` sets a boolean ``tf.Variable``
-    with :meth:`set_switch` instead, so that the traced training step reads it and need not be
-    traced again when the weights switch on.
+    While training, :class:`larq_poke.train.switches.PokeBNNSwitches` hands it a boolean
+    ``tf.Variable`` with :meth:`set_switch`; the traced training step reads it, so it need not be
+    traced again when the weights switch on. Without a switch it always quantizes.
     """
 
-    active = True
+    _switch = Untracked()  # replaced, never mutated: instances do not share state
 
     def set_switch(self, variable) -> None:
         """Quantize when the scalar boolean ``variable`` is True, pass through when False;
-        ``None`` goes back to :attr:`active`. Not a weight: never saved or checkpointed."""
+        ``None``: always quantize. Not a weight: never saved or checkpointed."""
         self._switch = Untracked(variable)
 
     def quantize(self, inputs):
         raise NotImplementedError
 
     def call(self, inputs):
-        switch = getattr(self, "_switch", None)
-        if switch is not None and switch.value is not None:
-            return tf.where(switch.value, self.quantize(inputs), inputs)
-        return self.quantize(inputs) if self.active else inputs
+        if self._switch.value is None:
+            return self.quantize(inputs)
+        return tf.where(self._switch.value, self.quantize(inputs), inputs)
 
 
 @register_serializable

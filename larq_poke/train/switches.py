@@ -84,14 +84,11 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
         self._set_switch()
         for quantizer in self.quantizers:
             quantizer.set_switch(self.switch)
-        # A step traced before this callback was attached would hold a Python branch.
+        # A step traced before this callback was attached would not read the switch.
         self.model.train_function = self.model.make_train_function(force=True)
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._set_switch()
-
     def on_train_batch_end(self, batch, logs=None):
-        self._set_switch()  # the calibration below sees the weights the next step will use
+        self._set_switch()  # for the next step; the calibration below sees those weights too
         if self._step() == self.calibration_step and self.calibration_images is not None:
             from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
@@ -101,7 +98,6 @@ class PokeBNNSwitches(tf.keras.callbacks.Callback):
         self.switch.assign(True)  # functions traced during fit (validation, predict) read it
         for quantizer in self.quantizers:  # a saved or converted model is always quantized
             quantizer.set_switch(None)
-            quantizer.active = True
         self.model.train_function = self.model.test_function = self.model.predict_function = None
 
 

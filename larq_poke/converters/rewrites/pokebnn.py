@@ -455,7 +455,8 @@ class DeployableHead(GraphLayer):
 
 # --- the rewrite ---------------------------------------------------------------------------------
 def is_pokebnn_head(layer) -> bool:
-    """An 8-bit ``QuantDense`` classifier (8-bit inputs and weights), PokeBNN's and BiNeal's head."""
+    """A ``QuantDense`` classifier with multi-bit signed inputs and weights (PokeBNN's and
+    BiNeal's 8-bit head)."""
     return (
         isinstance(layer, lq.layers.QuantDense)
         and isinstance(layer.input_quantizer, SignedActivationQuantizer)
