@@ -13,12 +13,20 @@ estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 b
 Figures:
 
 * ``overhead`` O = (BiNeal / QuickNet latency) / (BiNeal / QuickNet BOPs): the cost per binary
-  MAC relative to LCE's reference design (target O ≤ 1.0);
+  MAC relative to LCE's reference design (target O ≤ 1.0), for the deployment form of D3 (BiNeal
+  with ``int8=True``; QuickNet as LCE converts it, float stem); the float-stem BiNeal's O is
+  printed on the line before;
+* ``body_overhead``: the same O with each file's stem taken out. The stem is every op before the
+  first binary conv (its ``LceQuantize`` included); the run times it as a file of its own, cut
+  from the converted file (``common.stem_prefix``), so body and head = whole file − stem. Prefixes
+  ending at each op of the first block split that block op by op (not in the last line);
 * ``int8_resnet18_ratio`` = ResNet-18 int8 latency / BiNeal int8 latency (the paper claims ≥ 1.3×
   on a Snapdragon 845 with its Bolt engine; x86 reference kernels are no guide to ARM);
 * ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
 
-Last line: ``bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=…``.
+Last line::
+
+    bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=… body_overhead=…
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ def main() -> None:
 
     from larq_poke.bench import benchmark
     from larq_poke.converters import convert
+    from larq_poke.converters.flatbuffer import read_flatbuffer
     from larq_poke.cost import profile
     from larq_poke.cycles import estimate_cycles
     from larq_poke.layers.bineal import bineal_block_names
@@ -78,18 +87,61 @@ def main() -> None:
         print(f"{key}: ACE {cost['ace'] / 1e9:.3f} G, BOPs {cost['bops'] / 1e9:.3f} G, "
               f"estimated cycles {cost['cycles']:,}")
 
-    order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8"]
+    for key in ("quicknet", "bineal", "bineal_int8"):
+        paths[f"{key}_stem"] = os.path.join(folder, f"{key}_stem.tflite")
+        with open(paths[key], "rb") as f, open(paths[f"{key}_stem"], "wb") as out:
+            out.write(common.stem_prefix(f.read()))
+
+    # The first block, op by op: prefixes of the file that end at each op from the first binary
+    # conv to the first LceQuantize after it (the one that feeds the next block).
+    block_ops = {}
+    for key in ("quicknet", "bineal_int8"):
+        with open(paths[key], "rb") as f:
+            flatbuffer = f.read()
+        info = read_flatbuffer(flatbuffer)
+        bconvs = {b.op_index: b for b in info.bconvs}
+        first = min(bconvs)
+        last = next(op.index for op in info.operators[first:] if op.op_type == "LceQuantize")
+        labels = []
+        for index in range(first - 1, last + 1):
+            paths[f"{key}_ops{index + 1}"] = os.path.join(folder, f"{key}_ops{index + 1}.tflite")
+            with open(paths[f"{key}_ops{index + 1}"], "wb") as out:
+                out.write(common.truncate(flatbuffer, index + 1))
+            if index >= first:
+                label = info.operators[index].op_type
+                if index in bconvs:
+                    b = bconvs[index]
+                    label += f" {b.kernel_size[0]}x{b.kernel_size[1]} {b.output}"
+                labels.append((index + 1, label))
+        block_ops[key] = labels
+
+    order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8", "quicknet_stem", "bineal_stem",
+             "bineal_int8_stem"] + [k for k in paths if "_ops" in k]
     comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
                            kernel="indirect_bgemm")
     print(comparison.to_text())
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]
-    overhead = latency["bineal"] / latency["quicknet"] / bops_ratio
-    overhead_int8 = latency["bineal_int8"] / latency["quicknet"] / bops_ratio
+
+    def body(key):
+        return latency[key] - latency[f"{key}_stem"]
+
+    overhead_float = latency["bineal"] / latency["quicknet"] / bops_ratio
+    overhead = latency["bineal_int8"] / latency["quicknet"] / bops_ratio
+    body_overhead = body("bineal_int8") / body("quicknet") / bops_ratio
     resnet_ratio = latency["resnet18_int8"] / latency["bineal_int8"]
-    print(f"BiNeal/QuickNet: latency {latency['bineal'] / latency['quicknet']:.2f} (int8 stem and head "
-          f"{latency['bineal_int8'] / latency['quicknet']:.2f}), BOPs {bops_ratio:.2f}, overhead O = "
-          f"{overhead:.2f} (int8: {overhead_int8:.2f}); ResNet-18 int8 / BiNeal int8 latency "
+    print(f"stems (ops before the first binary conv): QuickNet {latency['quicknet_stem']:.2f} ms, BiNeal "
+          f"int8 {latency['bineal_int8_stem']:.2f} ms, BiNeal float {latency['bineal_stem']:.2f} ms; body "
+          f"and head: QuickNet {body('quicknet'):.2f} ms, BiNeal int8 {body('bineal_int8'):.2f} ms, "
+          f"BiNeal float {body('bineal'):.2f} ms")
+    for key, labels in block_ops.items():
+        steps = ", ".join(f"{label} {latency[f'{key}_ops{n}'] - latency[f'{key}_ops{n - 1}']:.2f}"
+                          for n, label in labels)
+        print(f"{key} first block, ms per op (differences of prefix medians, noisy): {steps}")
+    print(f"BiNeal/QuickNet: latency {latency['bineal_int8'] / latency['quicknet']:.2f} (float stem and "
+          f"head {latency['bineal'] / latency['quicknet']:.2f}), BOPs {bops_ratio:.2f}, overhead O = "
+          f"{overhead:.2f} (float stem and head: {overhead_float:.2f}; without the stems: "
+          f"{body_overhead:.2f}); ResNet-18 int8 / BiNeal int8 latency "
           f"{resnet_ratio:.2f}; cycles ResNet-18 int8 / BiNeal {costs['resnet18_int8']['cycles'] / costs['bineal']['cycles']:.2f}, "
           f"QuickNet / BiNeal {costs['quicknet']['cycles'] / costs['bineal']['cycles']:.2f}")
     report = reports["bineal_int8"]
@@ -97,7 +149,7 @@ def main() -> None:
     ops_per_block = sum(report.float_compute_ops.values()) / blocks
     print(f"bineal: bconv={fused}/{len(report.binary_layers)} bitpacked={report.bitpacked_outputs}/"
           f"{len(report.bconvs)} ops_per_block={ops_per_block:.2f} overhead={overhead:.2f} "
-          f"int8_resnet18_ratio={resnet_ratio:.2f}")
+          f"int8_resnet18_ratio={resnet_ratio:.2f} body_overhead={body_overhead:.2f}")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,32 @@ def tflite_predict(flatbuffer: bytes, x: np.ndarray, batch: int = 8) -> np.ndarr
     interpreter = Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
     return np.concatenate([interpreter.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
 
+
+
+
+def truncate(flatbuffer: bytes, ops: int) -> bytes:
+    """The first ``ops`` ops of a one-subgraph ``.tflite`` file, with the last one's output as the
+    model output: timing prefixes of a file splits its latency with nothing but its own ops."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    graph = model.subgraphs[0]
+    if not 1 <= ops <= len(graph.operators):
+        raise ValueError(f"ops={ops}: the file has {len(graph.operators)} ops")
+    graph.outputs = [graph.operators[ops - 1].outputs[0]]
+    graph.operators = graph.operators[:ops]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def stem_prefix(flatbuffer: bytes) -> bytes:
+    """Every op of an LCE ``.tflite`` file before its first ``LceBconv2d`` (whose input, the
+    bit-packed stem output, becomes the model output): the "stem" in a stem / body-and-head split
+    of the latency, its ``LceQuantize`` included."""
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+
+    names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
+    if "LceBconv2d" not in names:
+        raise ValueError("the file has no LceBconv2d")
+    return truncate(flatbuffer, names.index("LceBconv2d"))

@@ -1,0 +1,69 @@
+"""``benchmarks/common.py``'s file prefixes, which split a host latency into stem, body and single
+ops (``benchmarks/bineal.py``): a prefix must compute exactly what the model computes up to its
+last op, checked against the Keras model's own intermediate outputs."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
+import larq as lq
+import tensorflow as tf
+
+COMMON = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
+
+
+@pytest.fixture(scope="module")
+def common():
+    spec = importlib.util.spec_from_file_location("benchmark_common", COMMON)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(flatbuffer, num_threads=1).predict(x)
+
+
+def test_truncate_outputs_the_intermediate_tensor_of_the_keras_model(common):
+    inputs = tf.keras.Input((8, 8, 3))
+    first = tf.keras.layers.Conv2D(4, 3, activation="relu", name="first")(inputs)
+    second = tf.keras.layers.Conv2D(5, 1, name="second")(first)
+    outputs = tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(second))
+    model = tf.keras.Model(inputs, outputs)
+    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+
+    for ops, layer in ((1, "first"), (2, "second")):
+        expected = tf.keras.Model(inputs, model.get_layer(layer).output)(x).numpy()
+        np.testing.assert_allclose(_run(common.truncate(flatbuffer, ops), x), expected, atol=1e-5)
+    np.testing.assert_allclose(_run(common.truncate(flatbuffer, 4), x), model(x).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="ops=5: the file has 4 ops"):
+        common.truncate(flatbuffer, 5)
+    with pytest.raises(ValueError, match="has no LceBconv2d"):
+        common.stem_prefix(flatbuffer)
+
+
+def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(common):
+    import larq_compute_engine as lce
+
+    inputs = tf.keras.Input((6, 6, 3))
+    stem = tf.keras.layers.Conv2D(40, 3, padding="same", use_bias=False, name="stem")(inputs)
+    binary = lq.layers.QuantConv2D(8, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                                   kernel_constraint="weight_clip", pad_values=1.0,
+                                   padding="same", use_bias=False)(stem)
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(binary))
+    flatbuffer = lce.convert_keras_model(model)
+    x = np.random.default_rng(1).normal(size=(1, 6, 6, 3)).astype(np.float32)
+
+    words = _run(common.stem_prefix(flatbuffer), x)
+    assert words.dtype == np.int32 and words.shape == (1, 6, 6, 2)  # 40 channels -> 2 words
+    # LCE packs channel c into bit c % 32 of word c // 32, a set bit meaning -1.
+    bits = (words[..., :, None].astype(np.uint32) >> np.arange(32, dtype=np.uint32)) & 1
+    negative = bits.reshape(1, 6, 6, 64)[..., :40].astype(bool)
+    stem_out = tf.keras.Model(inputs, model.get_layer("stem").output)(x).numpy()
+    np.testing.assert_array_equal(negative, stem_out < 0)
