@@ -10,7 +10,9 @@ it) and without (float stem and classifier).
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
 estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits), latency.
-Figures:
+The cycle ratios are printed twice: for BiNeal as benchmarked (float branch outputs, stored
+before the add) and with the INT4 branch outputs of D6 (the paper's design; also costed for
+PokeBNN-1.0x and BNext-T). Figures:
 
 * ``overhead`` O = (BiNeal / QuickNet latency) / (BiNeal / QuickNet BOPs): the cost per binary
   MAC relative to LCE's reference design (target O ≤ 1.0), for the deployment form of D3 (BiNeal
@@ -73,8 +75,14 @@ def main() -> None:
     costs["bineal_int8"] = costs["bineal"]
     from larq_poke.zoo import BNextT, PokeBNN
 
-    for key, build in (("pokebnn-1.0x", lambda: PokeBNN(1.0)), ("bnext-t", BNextT)):  # cycles only
-        print(f"{key}: estimated cycles {estimate_cycles(build()).totals['cycles']:,}")
+    from larq_poke.zoo import BiNeal
+
+    cycles_only = (("pokebnn-1.0x", lambda: PokeBNN(1.0)), ("bnext-t", BNextT),
+                   ("bineal-1.0x, INT4 branch outputs (D6)", lambda: BiNeal(1.0, branch_bits=4)))
+    more_cycles = {}
+    for key, build in cycles_only:
+        more_cycles[key] = estimate_cycles(build()).totals["cycles"]
+        print(f"{key}: estimated cycles {more_cycles[key]:,}")
     for key in ("quicknet", "bineal", "bineal_int8"):
         report = reports[key]
         fused = sum(1 for fate in report.binary_layers if fate.fused)
@@ -142,8 +150,14 @@ def main() -> None:
           f"head {latency['bineal'] / latency['quicknet']:.2f}), BOPs {bops_ratio:.2f}, overhead O = "
           f"{overhead:.2f} (float stem and head: {overhead_float:.2f}; without the stems: "
           f"{body_overhead:.2f}); ResNet-18 int8 / BiNeal int8 latency "
-          f"{resnet_ratio:.2f}; cycles ResNet-18 int8 / BiNeal {costs['resnet18_int8']['cycles'] / costs['bineal']['cycles']:.2f}, "
-          f"QuickNet / BiNeal {costs['quicknet']['cycles'] / costs['bineal']['cycles']:.2f}")
+          f"{resnet_ratio:.2f}")
+    int4 = more_cycles["bineal-1.0x, INT4 branch outputs (D6)"]
+    for label, cycles in (("float", costs["bineal"]["cycles"]), ("INT4 (D6)", int4)):
+        print(f"estimated cycles, BiNeal with {label} branch outputs: ResNet-18 int8 / BiNeal "
+              f"{costs['resnet18_int8']['cycles'] / cycles:.2f}, QuickNet / BiNeal "
+              f"{costs['quicknet']['cycles'] / cycles:.2f}, PokeBNN-1.0x / BiNeal "
+              f"{more_cycles['pokebnn-1.0x'] / cycles:.2f}, BNext-T / BiNeal "
+              f"{more_cycles['bnext-t'] / cycles:.2f}")
     report = reports["bineal_int8"]
     fused = sum(1 for fate in report.binary_layers if fate.fused)
     ops_per_block = sum(report.float_compute_ops.values()) / blocks

@@ -48,11 +48,17 @@ tiling of K × N/groups).
 * the layer's input tensor at its bits, once if it fits in ``buffer_bytes`` (the on-chip
   activation buffer; weights do not use it), else once per column tile (ceil(N/groups / cols)
   times): every pass over a column tile streams all the inputs again;
-* the output tensor once, at the output bits: ``output_bits[name]`` when given, else the input
-  bits of the next MAC layer in the profile order (1 bit when it feeds a binary conv: the sign
-  is fused into the writer), else, for the last MAC layer, the float precision (``as_bits`` or
-  ``float_bits``). This is optimistic for BNNs whose float residual path is also stored: pass
-  ``output_bits`` or ``elementwise_bytes`` to charge it.
+* the output tensor once, at the bits it is stored at: ``output_bits[name]`` when given, else
+  read from the model's graph. The output is followed through single-input layers (batch norm,
+  activations, signs, pooling) to every reader: a MAC layer stores it at that layer's input bits
+  (1 bit when a binary conv reads it: the sign is fused into the writer); an add, concat or any
+  other multi-input layer, and the model output, store it at the bits of the last fake-quant
+  layer on the way (a layer with an integer ``bits``, e.g. BiNeal's INT4 branch quantizer), else
+  at the float precision (``as_bits`` or ``float_bits``). The widest reader wins, so a binary
+  conv whose output also feeds a float residual add is charged the float write. Where the graph
+  does not show a MAC layer's output (the depthwise part of a separable conv, layers inside a
+  nested layer), the input bits of the next MAC layer in the profile order are used, or the
+  float precision for the last.
 
 Each byte count is rounded up per tensor. Partial sums of split-K tiles stay in on-chip
 accumulators (no traffic).
@@ -84,7 +90,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import tensorflow as tf
 
 from larq_poke.cost import LayerCost, profile, text_table
-from larq_poke.keras_graph import walk_layers
+from larq_poke.keras_graph import model_nodes, walk_layers
 
 __all__ = ["SystolicArray", "LayerCycles", "CycleReport", "estimate_cycles"]
 
@@ -238,6 +244,55 @@ def _compute_cycles(array: SystolicArray, M: int, K: int, N: int, groups: int, w
     return passes * sum(M + g * rows_group + g * n_group for g in tiles)
 
 
+def _stored_output_bits(model, mac_rows: List[LayerCost], bits) -> Dict[str, int]:
+    """{MAC row name: bits its output is stored at}, read from a functional model's graph (rule:
+    the module docstring); {} for other models. ``bits(None)`` is the float precision."""
+    try:
+        nodes = model_nodes(model)
+    except ValueError:
+        return {}
+    # A reading layer with MAC rows (its own, or its parts' and sublayers') reads at the input
+    # bits of its first row.
+    reads_at: Dict[str, int] = {}
+    for row in mac_rows:
+        top = _PART.sub(r"\g<path>", row.name).split("/")[0]
+        reads_at.setdefault(top, bits(row.input_bits))
+    readers: Dict[int, list] = {}
+    produced = {}
+    for layer, inbound, output in nodes:
+        produced[layer.name] = output
+        for tensor in inbound:
+            readers.setdefault(id(tensor), []).append((layer, len(inbound), output))
+    model_outputs = {id(tensor) for tensor in model.outputs}
+
+    stored: Dict[str, int] = {}
+    for row in mac_rows:
+        if row.name not in produced:
+            continue
+        widths, seen = [], set()
+        pending = [(produced[row.name], None)]  # (tensor, bits of the last fake quant on the way)
+        while pending:
+            tensor, quantized = pending.pop()
+            if (id(tensor), quantized) in seen:
+                continue
+            seen.add((id(tensor), quantized))
+            kept = quantized if quantized is not None else bits(None)
+            if id(tensor) in model_outputs:
+                widths.append(kept)
+            for layer, arity, output in readers.get(id(tensor), []):
+                if layer.name in reads_at:
+                    widths.append(reads_at[layer.name])
+                elif arity > 1:
+                    widths.append(kept)
+                else:
+                    fake_quant = getattr(layer, "bits", None)
+                    is_fake_quant = isinstance(fake_quant, int) and not isinstance(fake_quant, bool)
+                    pending.append((output, fake_quant if is_fake_quant else quantized))
+        if widths:
+            stored[row.name] = max(widths)
+    return stored
+
+
 def _bytes(elements: int, bits: int) -> int:
     return _ceil_div(elements * bits, 8)
 
@@ -261,8 +316,8 @@ def estimate_cycles(
     float_bits: bits of unquantized operands (16: bf16/fp16).
     as_bits: when given, unquantized operands count at this precision instead (8: the model's
         8-bit version).
-    output_bits: {cost-table layer name: bits its output is written at}, overriding the default
-        (the next MAC layer's input bits).
+    output_bits: {cost-table layer name: bits its output is written at}, overriding the bits
+        read from the graph.
     elementwise_bytes: extra DRAM bytes per image for elementwise work (0: not counted).
 
     # Returns
@@ -284,6 +339,7 @@ def estimate_cycles(
     unknown = set(output_bits) - {row.name for row in mac_rows}
     if unknown:
         raise ValueError(f"output_bits names no MAC layer of the cost table: {sorted(unknown)}.")
+    stored_bits = _stored_output_bits(model, mac_rows, bits)
     rows: List[LayerCycles] = []
     for index, row in enumerate(mac_rows):
         path, part = row.name, None
@@ -296,6 +352,8 @@ def estimate_cycles(
         w, a = bits(row.weight_bits), bits(row.input_bits)
         if row.name in output_bits:
             o = int(output_bits[row.name])
+        elif row.name in stored_bits:
+            o = stored_bits[row.name]
         elif index + 1 < len(mac_rows):
             o = bits(mac_rows[index + 1].input_bits)
         else:

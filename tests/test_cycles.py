@@ -89,7 +89,7 @@ def test_depthwise_packs_groups_block_diagonally():
     assert row.movement_cycles == (9 * 8 + 256 + 64 * 8) // 4                 # 840 / 4 = 210
 
 
-def test_output_bits_default_to_the_next_layers_input_bits():
+def test_a_conv_read_by_a_binary_conv_writes_1_bit():
     x = tf.keras.Input((8, 8, 32))
     y = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="float")(x)
     y = _binary_conv(name="binary")(y)
@@ -103,6 +103,33 @@ def test_output_bits_default_to_the_next_layers_input_bits():
     assert report.to_dict()["layers"][1]["name"] == "binary"
     with pytest.raises(ValueError, match="no MAC layer"):
         estimate_cycles(tf.keras.Model(x, y), TINY, output_bits={"nope": 1})
+
+
+def test_output_bits_follow_the_graph_to_every_reader():
+    from larq_poke.layers.bineal import BranchQuantizer
+
+    x = tf.keras.Input((8, 8, 32))
+    a = _binary_conv(32, "a")(x)
+    b = _binary_conv(32, "b")(tf.keras.layers.BatchNormalization()(a))
+    skip = _binary_conv(32, "skip")(x)
+    both = _binary_conv(32, "both")(x)
+    y = tf.keras.layers.Add()([b, BranchQuantizer(4)(skip), both])
+    y = _binary_conv(32, "c")(tf.keras.layers.Add()([y, _binary_conv(32, "d")(both)]))
+    report = estimate_cycles(tf.keras.Model(x, y), TINY)
+    out_bits = {row.name: row.out_bits for row in report.layers}
+    assert out_bits == {
+        "a": 1,      # read only by the binary conv b, through a batch norm: the sign is fused
+        "b": 16,     # read by an add: stored as float, although binary convs follow in the table
+        "skip": 4,   # an INT4 fake quant before the add
+        "both": 16,  # read by the binary conv d and by the add: the widest reader
+        "d": 16,
+        "c": 16,     # the model output
+    }
+    # 8·8·32 outputs at 16 bits are 4096 bytes, at 1 bit 256: b moves 3840 bytes more than a.
+    rows = {row.name: row for row in report.layers}
+    assert rows["b"].bytes_moved - rows["a"].bytes_moved == 4096 - 256
+    overridden = estimate_cycles(tf.keras.Model(x, y), TINY, output_bits={"b": 1})
+    assert {row.name: row.out_bits for row in overridden.layers}["b"] == 1
 
 
 def _small_net(binary: bool):
