@@ -136,6 +136,14 @@ def test_bad_teacher_and_image_size_stop_before_training(folder, models, tmp_pat
         train(config)
     assert not (out / "run.json").exists() and not (out / "checkpoints").exists()
 
+    # A teacher by name would be built with random weights: refused, before any training.
+    for name in ("ResNet50", "quicknet"):
+        config = TrainConfig(recipe="pokebnn", model=models[0], teachers=[name], dataset=str(folder),
+                             output=str(out), image_size=16)
+        with pytest.raises(ValueError, match=f"teacher '{name}' is not a model file .* random weights"):
+            train(config)
+        assert not (out / "run.json").exists() and not (out / "checkpoints").exists()
+
     config = TrainConfig(recipe="plain", model="pokebnn-0.5x", dataset=str(folder), output=str(out), image_size=16)
     with pytest.raises(ValueError, match="too small"):
         train(config)

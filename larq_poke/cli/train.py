@@ -30,8 +30,9 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--dataset", required=True, help="TFDS name or image folder")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--image-size", type=int, default=None, metavar="N")
-    parser.add_argument("--teacher", action="append", default=[], metavar="NAME_OR_FILE",
-                        help="a teacher (repeat for BNext's two-teacher scheme; with three or more, bnext "
+    parser.add_argument("--teacher", action="append", default=[], metavar="FILE",
+                        help="a trained teacher model file or folder (repeat for BNext's two-teacher "
+                        "scheme; with three or more, bnext "
                         "uses the last as the main teacher and the others as assistants taking turns in "
                         "equal phases)")
     parser.add_argument("--epochs", type=int, default=1)

@@ -62,9 +62,22 @@ def adapt_teacher(teacher, teacher_preprocessing, student_preprocessing):
 
 def load_teacher(source: str, *, student_preprocessing, image_size: int, num_classes: Optional[int] = None):
     """The teacher ``source`` names (see :func:`larq_poke.zoo.resolve.load_model`), adapted to
-    the student's normalisation when its folder records its own."""
+    the student's normalisation when its folder records its own.
+
+    A teacher must be a file or folder (``model.keras``, a SavedModel, weights with an
+    architecture): a model built by name (``ResNet50``, ``EfficientNetB0``, a zoo name) has
+    random weights here, and distilling from it would be silently wrong, so a name is a
+    ``ValueError``."""
     from larq_poke.zoo.resolve import load_model
 
+    if not Path(source).expanduser().exists():
+        raise ValueError(
+            f"teacher {source!r} is not a model file or folder. Built by name, a teacher would have "
+            "random weights (larq-poke fetches no teacher weights), and distilling from it would "
+            "train the student on noise. Pass a trained model: the model.keras of a `larq-poke "
+            "train plain` run (its preprocessing.json beside it), or a Keras model you saved with "
+            "its trained weights."
+        )
     teacher = load_model(source, input_size=image_size, num_classes=num_classes)
     own = saved_preprocessing(source)
     return teacher if own is None else adapt_teacher(teacher, own, student_preprocessing)
