@@ -261,6 +261,45 @@ def test_int8_stem_and_classifier(converted):
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
 
 
+def test_int8_sample_images_from_the_command_line(converted, tmp_path):
+    """``larq-poke convert --int8 --sample-images FOLDER`` calibrates the int8 ranges on those
+    images (no note about standard-normal ones) and checks parity on them; without sample images
+    the report says the ranges come from noise, and an untrained model's report says so too."""
+    import json
+
+    from larq_poke.cli import main
+    from larq_poke.converters.rewrites.bineal import bineal_deployable, fold_bineal
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+    from larq_poke.data import write_image_folder
+
+    model, result = converted
+    pixels = np.random.RandomState(3).randint(0, 256, size=(8, SIZE, SIZE, 3)).astype(np.uint8)
+    write_image_folder(tmp_path / "images", "train", pixels, np.arange(8) % 2)
+    calibrate_activation_bounds(model, pixels.astype(np.float32) / 255.0)
+    try:
+        model.save(tmp_path / "bineal.keras")
+        for images, noise in ((None, True), (pixels.astype(np.float32) / 255.0, False)):
+            checks = bineal_deployable(model, int8=True, calibration_inputs=images)._deployment_checks
+            assert any("standard-normal" in (check(result.report) or "") for check in checks) == noise
+    finally:
+        for name in ("stem.conv", "classifier"):
+            quantizer = model.get_layer(name).input_quantizer
+            quantizer.bounds.assign(-np.ones(quantizer.bounds.shape, np.float32))
+    assert main(["convert", str(tmp_path / "bineal.keras"), "--int8", "--sample-images", str(tmp_path / "images"),
+                 "--samples", "8", "-o", str(tmp_path / "bineal.tflite"), "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["parity"]["num_samples"] == 8
+    assert not [note for note in report["notes"] if "standard-normal" in note], report["notes"]
+    assert [note for note in report["notes"] if note.startswith("BiNeal: per block the only float work")]
+
+    # The checks the fold leaves for the report: untrained, and the int8 ranges from noise.
+    fresh = BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10)
+    notes = [check(result.report) for check in fold_bineal(fresh, allow_untrained=True)._deployment_checks]
+    assert [note for note in notes if note and "untrained model" in note]
+    assert not [check(result.report) for check in fold_bineal(model)._deployment_checks
+                if check(result.report) and "untrained" in check(result.report)]
+
+
 def test_int4_branches_train_form_fold_and_convert():
     """D6: both branch outputs on 4-bit levels (−7..7 times a learned step) before the add; the
     fold computes the same levels with float ops, exactly enough that every block bit agrees."""

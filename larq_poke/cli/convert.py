@@ -4,6 +4,7 @@
 larq-poke convert pokebnn-1.0x -o pokebnn.tflite --report pokebnn.json
 larq-poke convert my_model.h5 -o my_model.tflite --strict
 larq-poke convert trained_weights.h5 --arch pokebnn-0.5x -o pokebnn.tflite --int8
+larq-poke convert runs/bineal/model.keras --int8 --sample-images digits/ -o bineal.tflite
 larq-poke convert quicknet -o quicknet.tflite        # larq-zoo's QuickNet (random weights)
 ```
 
@@ -54,6 +55,15 @@ def add_subcommand(subparsers) -> None:
                              "'none' for random weights)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="build zoo models for N x N inputs")
+    parser.add_argument("--sample-images", metavar="DATASET", default=None,
+                        help="TFDS name or image folder whose first images calibrate the int8 "
+                             "ranges and check parity (default: seeded random inputs)")
+    parser.add_argument("--sample-split", default="train", help="split of --sample-images (default: train)")
+    parser.add_argument("--samples", type=int, default=32, help="how many sample images (default: 32)")
+    parser.add_argument("--preprocessing", default=None,
+                        help="preprocessing of the sample images (default: the training run's, "
+                             "from preprocessing.json beside the model, else plain)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data directory for --sample-images")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -63,6 +73,30 @@ def load_model(args):
     from larq_poke.zoo.resolve import load_model as load
 
     return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
+
+
+def sample_images(args, model):
+    """The first ``--samples`` images of ``--sample-images``, preprocessed as the model was
+    trained (``--preprocessing``, else the run's ``preprocessing.json``, else ``plain``) at the
+    model's input size; ``None`` without ``--sample-images``."""
+    if not args.sample_images:
+        return None
+    from larq_poke.data import load_dataset
+    from larq_poke.train.teachers import saved_preprocessing
+
+    if args.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {args.samples}")
+    size = model.inputs[0].shape[1]
+    if size is None or model.inputs[0].shape[2] != size:
+        raise ValueError("--sample-images needs a model with a fixed square input size; give --input-size")
+    prep = args.preprocessing or (saved_preprocessing(args.model) if os.path.exists(args.model) else None) or "plain"
+    data = load_dataset(args.sample_images, args.sample_split, preprocessing=prep, image_size=int(size),
+                        batch_size=args.samples, data_dir=args.data_dir)
+    images = next(iter(data))[0].numpy()
+    name = prep if isinstance(prep, str) else prep.name
+    progress("convert", f"{len(images)} sample images from {args.sample_images} ({args.sample_split}), "
+                        f"preprocessing {name!r}")
+    return images
 
 
 def _with_training_preprocessing(source: str, flatbuffer: bytes) -> bytes:
@@ -96,7 +130,7 @@ def run(args) -> int:
     try:
         with converter_log("larq-poke convert"):
             result = convert(model, int8=args.int8, target=args.target, strict=args.strict,
-                             verify=args.verify)
+                             verify=args.verify, sample_inputs=sample_images(args, model))
     except StrictConversionError as err:
         failure, result = err, err.result
 

@@ -266,7 +266,12 @@ def fold_bineal(model, *, allow_untrained: bool = False):
         return fn(args, new) if fn is not None else None
 
     folded = rebuild_functional(model, substitute)
-    folded._deployment_checks = (functools.partial(_float_work_note, blocks=len(blocks)),)
+    checks = [functools.partial(_float_work_note, blocks=len(blocks))]
+    if bns and all(_is_untrained(bn) for bn in bns):  # allowed here: say so in the report
+        checks.append(lambda report: (
+            "BiNeal: untrained model (every batch norm holds its initial statistics), folded with "
+            "its initial thresholds: the file is good for latency and op counts, not for accuracy"))
+    folded._deployment_checks = tuple(checks)
     return folded
 
 
@@ -537,7 +542,8 @@ def _int8_model(model, calibration_inputs):
     )
 
     images = calibration_inputs[0] if isinstance(calibration_inputs, (list, tuple)) else calibration_inputs
-    if images is None:
+    noise = images is None
+    if noise:
         images = np.random.default_rng(0).standard_normal((8, *model.inputs[0].shape[1:])).astype(np.float32)
     images = np.asarray(images, np.float32)
     folded = fold_bineal(model, allow_untrained=True)
@@ -611,7 +617,14 @@ def _int8_model(model, calibration_inputs):
             return head(pending_pool[id(inbound[0])])
         return None
 
-    return rebuild_functional(folded, substitute)
+    deployable = rebuild_functional(folded, substitute)
+    deployable._deployment_checks = folded._deployment_checks
+    if noise:
+        deployable._deployment_checks += (lambda report: (
+            "BiNeal int8: the ranges of the stem output and the logits were measured on 8 "
+            "standard-normal images (no sample inputs given); pass real images as sample_inputs "
+            "(larq-poke convert --int8 --sample-images) for ranges that fit real data"),)
+    return deployable
 
 
 @register_rewrite(BiNealSign, name="bineal")
