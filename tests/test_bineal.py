@@ -322,6 +322,13 @@ def test_int4_branches_train_form_fold_and_convert():
     for name, expected, total in zip(names, bits, sums):
         np.testing.assert_array_equal(np.where(total.numpy() >= 0, 1.0, -1.0), expected.numpy(), err_msg=name)
     np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
+    # Deployed: per branch clip (MAXIMUM, MINIMUM), round (ADD 0.5, FLOOR) and rescale (MUL),
+    # then the branch ADD and the threshold's ADD; every body conv still binary, 8 bit-packed.
+    report = convert(model, strict=True, sample_inputs=x).report
+    assert report.fully_binarized and report.bitpacked_outputs == 8
+    per_block = {op: n / len(names) for op, n in report.float_compute_ops.items() if n >= len(names)}
+    assert per_block == {"MAXIMUM": 2, "MINIMUM": 2, "FLOOR": 2, "MUL": 2, "ADD": 4}, report.float_compute_ops
+    assert report.parity.max_abs_diff < 1e-4
     with pytest.raises(ValueError, match="bits"):
         BiNeal(0.5, input_shape=(SIZE, SIZE, 3), branch_bits=1)
 
