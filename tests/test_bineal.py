@@ -222,15 +222,29 @@ def test_zoo_names_and_published_numbers():
         ({"width_multiplier": 0.75}, "multiple of 32"),
         ({"width_multiplier": -1}, "positive"),
         ({"include_top": False, "num_classes": 10}, "include_top=False"),
+        ({"width_multiplier": True}, "positive finite number"),
+        ({"width_multiplier": float("inf")}, "positive finite number"),
         ({"weights": "imagenet"}, "No ImageNet-trained BiNeal weights"),
+        ({"weights": "imagenet", "num_classes": 10}, "No ImageNet-trained BiNeal weights"),
         ({"alpha": "row"}, "alpha must be one of"),
         ({"skip_kernel": 2}, "skip_kernel"),
+        ({"branch_bits": 4.5}, "integer bits"),
+        ({"include_top": False, "multiscale": True, "input_tensor": "40x40"}, "divisible by 32"),
     ],
 )
 def test_bad_arguments(kwargs, message):
-    kwargs.setdefault("input_shape", (SIZE, SIZE, 3))
+    if kwargs.get("input_tensor") == "40x40":  # the size check also covers a given tensor
+        kwargs["input_tensor"] = tf.keras.Input((40, 40, 3))
+    else:
+        kwargs.setdefault("input_shape", (SIZE, SIZE, 3))
     with pytest.raises(ValueError, match=message):
         BiNeal(**kwargs)
+
+
+def test_numpy_widths_and_fixed_zoo_names():
+    assert BiNeal(np.float32(0.5), input_shape=(SIZE, SIZE, 3)).get_layer("stage4.block2.conv2").filters == 256
+    with pytest.raises(ValueError, match="'bineal-1.0x': .*width_multiplier.* fixes the architecture"):
+        build("bineal-1.0x", width_multiplier=2.0)
 
 
 def test_int8_stem_and_classifier(converted):
@@ -331,6 +345,9 @@ def test_int4_branches_train_form_fold_and_convert():
     assert report.parity.max_abs_diff < 1e-4
     with pytest.raises(ValueError, match="bits"):
         BiNeal(0.5, input_shape=(SIZE, SIZE, 3), branch_bits=1)
+    q.bound.assign(0.0)  # only by hand: the constraint keeps it >= 1e-3
+    with pytest.raises(ValueError, match="stage2.block1.main_q: the INT4 branch bound must be positive"):
+        fold_bineal(model)
 
 
 def test_multiscale_features_for_dense_heads():

@@ -35,7 +35,8 @@ def test_registry_lists_every_family():
         ({"input_shape": (16, 16, 3)}, "too small"),
         ({"num_classes": 0}, "positive integer"),
         ({"weights": "/nonexistent/weights.h5"}, "does not exist"),
-        ({"weights": "imagenet", "num_classes": 10}, "num_classes=1000"),
+        # BiNeal has no ImageNet weights at all: that is the error it names.
+        ({"weights": "imagenet", "num_classes": 10}, "num_classes=1000|No ImageNet-trained BiNeal weights"),
         ({"weights": 3}, "`weights` must be"),
     ],
 )

@@ -33,6 +33,7 @@ tf.keras.Model(x, y).summary()   # stage2.block1.conv1, .bn1, .act1, .conv2, ...
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -197,8 +198,8 @@ class BranchQuantizer(GraphLayer):
 
     def __init__(self, bits: int = 4, **kwargs):
         super().__init__(**kwargs)
-        if not 2 <= int(bits) <= 8:
-            raise ValueError(f"BranchQuantizer needs 2 <= bits <= 8, got {bits}.")
+        if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 8:
+            raise ValueError(f"BranchQuantizer needs integer bits, 2 <= bits <= 8, got {bits!r}.")
         self.bits = int(bits)
 
     @property

@@ -25,6 +25,8 @@ features = BiNeal(2.0, include_top=False, input_shape=(448, 672, 3))
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional
 
 import larq as lq
@@ -35,7 +37,7 @@ from larq_poke.layers.bineal import ALPHA_GRANULARITIES, BN_EPSILON, BN_MOMENTUM
 from larq_poke.layers.pokebnn import eight_bit_classifier
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
-from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
+from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label, width_variant
 
 __all__ = ["BiNeal", "MODELS", "NO_IMAGENET_WEIGHTS", "stage_plan"]
 
@@ -63,8 +65,9 @@ def stage_plan(width_multiplier: float):
 
 
 def _check_width(width_multiplier: float) -> None:
-    if not (isinstance(width_multiplier, (int, float)) and width_multiplier > 0):
-        raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}.")
+    number = isinstance(width_multiplier, numbers.Real) and not isinstance(width_multiplier, bool)
+    if not (number and math.isfinite(width_multiplier) and width_multiplier > 0):
+        raise ValueError(f"width_multiplier must be a positive finite number, got {width_multiplier!r}.")
     for stage, _block, filters, _ in stage_plan(width_multiplier):
         if filters != int(filters) or int(filters) % PACKING:
             raise ValueError(
@@ -138,19 +141,10 @@ def BiNeal(
         )
     if multiscale and include_top:
         raise ValueError("multiscale=True returns backbone features: use it with include_top=False.")
-    if multiscale and input_shape is not None:
-        bad = [size for size in tuple(input_shape)[:2] if size is not None and size % 32]
-        if bad:
-            raise ValueError(
-                f"multiscale features need an input height and width divisible by 32 (the stride of "
-                f"the last stage), got input_shape={tuple(input_shape)}."
-            )
     num_classes = 1000 if num_classes is None else num_classes
     if alpha not in ALPHA_GRANULARITIES:
         raise ValueError(f"alpha must be one of {', '.join(ALPHA_GRANULARITIES)}, got {alpha!r}.")
     if weights == "imagenet":
-        model_input(include_top=include_top, weights=weights, num_classes=num_classes,
-                    input_shape=input_shape, input_tensor=input_tensor)
         raise ValueError(NO_IMAGENET_WEIGHTS)
     _check_width(width_multiplier)
     inputs, x = model_input(
@@ -161,6 +155,13 @@ def BiNeal(
         num_classes=num_classes,
         min_size=32,
     )
+    if multiscale:
+        bad = [size for size in tuple(x.shape)[1:3] if size is not None and size % 32]
+        if bad:
+            raise ValueError(
+                f"multiscale features need an input height and width divisible by 32 (the stride of "
+                f"the last stage), got an input of {tuple(x.shape)[1:3]}."
+            )
     x = _stem(x, int(_STAGES[0][1] * width_multiplier))
     features = []
     plan = stage_plan(width_multiplier)
@@ -181,13 +182,5 @@ def BiNeal(
     return model
 
 
-def _variant(width):
-    def build(**kwargs):
-        return BiNeal(width, **kwargs)
-
-    build.__doc__ = f"BiNeal-{width_label(width)}x; keyword arguments as :func:`BiNeal`."
-    return build
-
-
 #: zoo names → constructors taking BiNeal's keyword arguments.
-MODELS = {f"bineal-{width_label(w)}x": _variant(w) for w in (1.0, 1.5, 2.0)}
+MODELS = {f"bineal-{width_label(w)}x": width_variant("BiNeal", BiNeal, w) for w in (1.0, 1.5, 2.0)}

@@ -38,7 +38,7 @@ from larq_poke.layers.pokebnn import (
     pokeinit_parts,
 )
 from larq_poke.zoo.loading import Family, ImportReport, load_weights, register_family
-from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
+from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label, width_variant
 
 __all__ = ["PokeBNN", "MODELS", "stage_plan", "load_pokebnn_flax", "official_state", "official_variable_map"]
 
@@ -148,16 +148,8 @@ def PokeBNN(
     return model
 
 
-def _variant(width):
-    def build(**kwargs):
-        return PokeBNN(width, **kwargs)
-
-    build.__doc__ = f"PokeBNN-{width_label(width)}x; keyword arguments as :func:`PokeBNN`."
-    return build
-
-
 #: zoo names → constructors taking PokeBNN's keyword arguments.
-MODELS = {f"pokebnn-{width_label(w)}x": _variant(w) for w in (0.5, 0.75, 1.0, 1.5, 2.0)}
+MODELS = {f"pokebnn-{width_label(w)}x": width_variant("PokeBNN", PokeBNN, w) for w in (0.5, 0.75, 1.0, 1.5, 2.0)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ detector = build("bineal-centernet-2.0x", num_classes=80)
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable, Dict, List, Optional
 
 __all__ = ["build", "list_models", "list_task_models", "model_constructor"]
@@ -68,5 +69,14 @@ def model_constructor(name: str) -> Callable:
 
 
 def build(name: str, **kwargs):
-    """Build zoo model ``name`` with keras.applications keyword arguments."""
-    return model_constructor(name)(**kwargs)
+    """Build zoo model ``name`` with keras.applications keyword arguments; an argument the name
+    does not take (e.g. a width for ``bineal-1.0x``, whose name fixes it) is a ``ValueError``."""
+    constructor = model_constructor(name)
+    try:
+        inspect.signature(constructor).bind(**kwargs)
+    except TypeError as err:
+        raise ValueError(
+            f"zoo model {name!r}: {err}. A zoo name fixes the architecture (e.g. its width); call "
+            "the family's constructor for other settings."
+        ) from None
+    return constructor(**kwargs)

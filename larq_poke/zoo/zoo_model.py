@@ -109,6 +109,26 @@ def model_input(
     return inputs, input_tensor
 
 
+def width_variant(family: str, constructor, width: float):
+    """The zoo constructor of ``constructor`` at a fixed ``width``: keyword arguments as the
+    family's (its signature, less ``width_multiplier``, so that the registry can refuse a width).
+
+    ```python
+    MODELS = {f"bineal-{width_label(w)}x": width_variant("BiNeal", BiNeal, w) for w in (1.0, 1.5)}
+    ```
+    """
+    import inspect
+
+    def build(**kwargs):
+        return constructor(width, **kwargs)
+
+    signature = inspect.signature(constructor)
+    build.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name != "width_multiplier"])
+    build.__doc__ = f"{family}-{width_label(width)}x; keyword arguments as :func:`{constructor.__name__}`."
+    return build
+
+
 def width_label(width_multiplier: float) -> str:
     """``0.5 -> "0.5"``, ``1 -> "1.0"``: the width as written in zoo names (``pokebnn-1.0x``)."""
     label = f"{float(width_multiplier):g}"

@@ -317,6 +317,11 @@ def _block_substitutes(model, b, users, outputs) -> dict:
         main_path = [ChannelAffine(s3 * a2, s3 * c2 + c3 - t3, name=f"{b.name}.bn2")]
         skip_path = [ChannelAffine(s3 * a_s, s3 * c_s, name=f"{b.name}.skip_bn")]
     else:  # INT4 branches: the levels in float ops, then the last BN and threshold
+        for q in (b.main_q, b.skip_q):
+            bound = float(as_numpy(q.bound))
+            if not bound > 0:
+                raise ValueError(f"{q.name}: the INT4 branch bound must be positive, got {bound} (its "
+                                 "constraint keeps it >= 1e-3 in training; was it set by hand?)")
         step_m, step_s = (float(as_numpy(q.bound)) / q.levels for q in (b.main_q, b.skip_q))
         main_path = [
             ChannelAffine(a2 / step_m, c2 / step_m, name=f"{b.name}.bn2"),
