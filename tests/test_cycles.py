@@ -89,6 +89,26 @@ def test_depthwise_packs_groups_block_diagonally():
     assert row.movement_cycles == (9 * 8 + 256 + 64 * 8) // 4                 # 840 / 4 = 210
 
 
+def test_several_groups_share_a_tile_by_hand():
+    x = tf.keras.Input((8, 8, 24))
+    y = tf.keras.layers.Conv2D(24, 1, groups=6, use_bias=False, name="grouped")(x)
+    row = estimate_cycles(tf.keras.Model(x, y), TINY, as_bits=8).layers[0]
+    # 6 groups of K = 4, N = 4: min(16 // 4, 16 // 4) = 4 groups per tile, so tiles of 4 and 2
+    # groups, each streaming the 64 pixels plus the rows and columns its groups occupy.
+    assert (row.M, row.K, row.N, row.groups) == (64, 4, 24, 6)
+    assert row.compute_cycles == (64 + 4 * 4 + 4 * 4) + (64 + 2 * 4 + 2 * 4)      # 96 + 80
+
+
+def test_4_bit_pes_by_hand():
+    tiny4 = SystolicArray(rows=16, cols=16, pe_bits=4, buffer_bytes=128, dram_bytes_per_cycle=4)
+    # 8-bit operands on 4-bit PEs: 2 x 2 digit pairs, four passes of the 8-bit dense tiling.
+    assert estimate_cycles(_dense_model(), tiny4, as_bits=8).layers[0].compute_cycles == 4 * 3504
+    # Binary: 4 XNOR lanes per PE, a tile covers 16 · 4 = 64 of K = 288: K tiles of 64, 64, 64,
+    # 64, 32 (16, 16, 16, 16, 8 rows), N tiles of 16.
+    row = estimate_cycles(_binary_conv_model(), tiny4).layers[0]
+    assert row.compute_cycles == 5 * 4 * 64 + 4 * (4 * 16 + 8) + 5 * 64         # 1888
+
+
 def test_a_conv_read_by_a_binary_conv_writes_1_bit():
     x = tf.keras.Input((8, 8, 32))
     y = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False, name="float")(x)
