@@ -41,3 +41,23 @@ def test_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for command in ("summary", "weights", "bench", "convert"):
         assert command in out
+
+
+def test_summary_cycles_of_one_binary_conv_by_hand(tmp_path, capsys):
+    import larq as lq
+    import tensorflow as tf
+
+    x = tf.keras.Input((8, 8, 32))
+    y = lq.layers.QuantConv2D(64, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                              use_bias=False)(x)
+    tf.keras.Model(x, y).save(tmp_path / "conv.keras")
+    assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--json"]) == 0
+    cycles = json.loads(capsys.readouterr().out)["cycles"]
+    # Default array: 64 x 64 PEs of 8 XNOR lanes; K = 288 fits one tile (36 rows), N = 64 one
+    # column tile: compute 64 pixels + 36 + 64 = 164. DRAM at 16 B/cycle: weights 288·64/8 = 2304
+    # bytes, input 8·8·32/8 = 256 (fits the buffer), output at float16 (the model output)
+    # 8·8·64·2 = 8192: 10752 bytes, 672 cycles, so the layer is memory-bound.
+    assert cycles["totals"]["compute_cycles"] == 164
+    assert cycles["totals"]["cycles"] == 672
+    assert main(["summary", str(tmp_path / "conv.keras"), "--as-bits", "8"]) == 2
+    assert "--as-bits only applies with --cycles" in capsys.readouterr().err

@@ -4,6 +4,7 @@
 larq-poke summary pokebnn-1.0x
 larq-poke summary bnext-t --input-size 160 --json
 larq-poke summary my_model.h5
+larq-poke summary bineal-1.0x --cycles        # plus the systolic-array cycle estimate
 ```
 """
 
@@ -25,6 +26,11 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--float-bits", type=int, default=16, help="bits charged to float operands in ACE (default 16, bf16)")
     parser.add_argument("--json", action="store_true", help="print the cost report as JSON only")
     parser.add_argument("--all-layers", action="store_true", help="list layers without MACs too")
+    parser.add_argument("--cycles", action="store_true",
+                        help="add the execution-cycle estimate on the default 64x64 systolic array "
+                             "(larq_poke.cycles)")
+    parser.add_argument("--as-bits", type=int, default=None, metavar="N",
+                        help="with --cycles: cost float operands as N-bit (8: the model's 8-bit version)")
     parser.set_defaults(func=run)
 
 
@@ -39,11 +45,20 @@ def run(args) -> int:
     if args.input_size is not None and os.path.exists(args.model):
         input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])
     report = profile(model, input_shape=input_shape, float_bits=args.float_bits)
+    cycles = None
+    if args.cycles:
+        from larq_poke.cycles import estimate_cycles
+
+        cycles = estimate_cycles(model, input_shape=input_shape, float_bits=args.float_bits, as_bits=args.as_bits)
+    elif args.as_bits is not None:
+        raise ValueError("--as-bits only applies with --cycles")
     if args.json:
-        emit_json(args, report.to_dict())
+        emit_json(args, {**report.to_dict(), **({"cycles": cycles.to_dict()} if cycles else {})})
         return 0
     import tensorflow as tf
 
     tf.keras.Model.summary(model, line_length=110)
     print(report.to_text(all_layers=args.all_layers))
+    if cycles is not None:
+        print(cycles.to_text())
     return 0
