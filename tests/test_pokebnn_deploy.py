@@ -196,3 +196,7 @@ def test_int8_stem_se_and_head():
     parity = report.parity
     assert parity.top1_agreement >= 0.5
     assert parity.max_abs_diff <= 0.5 * parity.max_abs_reference
+    # Ranges from the sample images: no note; without them the report says they came from noise.
+    assert not [note for note in report.notes if "standard-normal" in note]
+    checks = pokebnn_deployable(model, int8=True)._deployment_checks
+    assert "standard-normal images" in checks[0](report)

@@ -49,6 +49,7 @@ from larq_poke.converters.rewrites.common import (
     fake_quant,
     fake_quant_weights,
     measured_range,
+    noise_calibration_check,
     quantized_kernel,
     shifted_batch_norm,
 )
@@ -625,10 +626,7 @@ def _int8_model(model, calibration_inputs):
     deployable = rebuild_functional(folded, substitute)
     deployable._deployment_checks = folded._deployment_checks
     if noise:
-        deployable._deployment_checks += (lambda report: (
-            "BiNeal int8: the ranges of the stem output and the logits were measured on 8 "
-            "standard-normal images (no sample inputs given); pass real images as sample_inputs "
-            "(larq-poke convert --int8 --sample-images) for ranges that fit real data"),)
+        deployable._deployment_checks += (noise_calibration_check("BiNeal", "the stem output and the logits"),)
     return deployable
 
 

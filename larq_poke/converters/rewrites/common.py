@@ -31,6 +31,7 @@ __all__ = [
     "full_map_mean",
     "measured_range",
     "MissingQuantizationInfoError",
+    "noise_calibration_check",
     "padding_correction",
     "quantized_kernel",
     "shifted_batch_norm",
@@ -189,6 +190,18 @@ def fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
     perm = list(range(kernel.ndim))
     perm.insert(channel_axis % kernel.ndim, perm.pop(-1))
     return tf.transpose(quantized, perm)
+
+
+def noise_calibration_check(family: str, tensors: str):
+    """A report check (``model._deployment_checks``) saying that the int8 ranges of ``tensors``
+    were measured on seeded standard-normal images, because no sample inputs were given."""
+
+    def check(report) -> str:
+        return (f"{family} int8: the ranges of {tensors} were measured on 8 standard-normal images "
+                "(no sample inputs given); pass real images as sample_inputs (larq-poke convert "
+                "--int8 --sample-images DATASET) for ranges that fit real data")
+
+    return check
 
 
 def measured_range(values, margin: float = 1.1) -> "tuple[float, float]":

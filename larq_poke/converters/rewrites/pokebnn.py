@@ -84,6 +84,7 @@ from larq_poke.converters.rewrites.common import (
     bn_affine,
     channel_prelu,
     full_map_mean,
+    noise_calibration_check,
     padding_correction,
     quantized_kernel,
 )
@@ -494,7 +495,10 @@ def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
     if not int8:
         return _rebuild(model)
     _check_calibrated(model)
-    return _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, calibration_inputs))
+    deployable = _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, calibration_inputs))
+    if calibration_inputs is None:
+        deployable._deployment_checks = (noise_calibration_check("PokeBNN", "the stem conv outputs and the logits"),)
+    return deployable
 
 
 def _units(model):
