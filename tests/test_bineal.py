@@ -172,8 +172,17 @@ def converted():
     return model, convert(model, strict=True, sample_inputs=_images(4, seed=7))
 
 
-def test_every_body_conv_is_binary_and_the_first_of_each_main_path_bitpacked(converted):
-    model, result = converted
+@pytest.fixture(scope="module")
+def converted_1x():
+    """BiNeal-1.0x, the width the deployment claim names (on 32x32 inputs: the census does not
+    depend on the input size)."""
+    model = trained_like(BiNeal(1.0, input_shape=(SIZE, SIZE, 3), num_classes=10), seed=6, zero_gamma=False)
+    return model, convert(model, strict=True, sample_inputs=_images(4, seed=7))
+
+
+@pytest.mark.parametrize("which", ["converted", "converted_1x"])
+def test_every_body_conv_is_binary_and_the_first_of_each_main_path_bitpacked(which, request):
+    model, result = request.getfixturevalue(which)
     report = result.report
     assert report.rewrites[0] == "bineal"
     assert len(report.binary_layers) == 24 and report.fully_binarized
