@@ -57,8 +57,9 @@ tiling of K × N/groups).
   at the float precision (``as_bits`` or ``float_bits``). The widest reader wins, so a binary
   conv whose output also feeds a float residual add is charged the float write. Where the graph
   does not show a MAC layer's output (the depthwise part of a separable conv, layers inside a
-  nested layer), the input bits of the next MAC layer in the profile order are used, or the
-  float precision for the last.
+  nested layer, every layer of a model whose graph cannot be read, e.g. with shared layers),
+  the input bits of the next MAC layer in the profile order are used, or the float precision
+  for the last. Only a layer's first output is followed.
 
 Each byte count is rounded up per tensor. Partial sums of split-K tiles stay in on-chip
 accumulators (no traffic).
@@ -267,10 +268,12 @@ def _stored_output_bits(model, mac_rows: List[LayerCost], bits) -> Dict[str, int
 
     stored: Dict[str, int] = {}
     for row in mac_rows:
-        if row.name not in produced:
+        part = _PART.match(row.name)
+        layer_name = part.group("path") if part and part.group("part") == "pointwise" else row.name
+        if layer_name not in produced:  # a depthwise part, a nested layer: the next-row rule
             continue
         widths, seen = [], set()
-        pending = [(produced[row.name], None)]  # (tensor, bits of the last fake quant on the way)
+        pending = [(produced[layer_name], None)]  # (tensor, bits of the last fake quant on the way)
         while pending:
             tensor, quantized = pending.pop()
             if (id(tensor), quantized) in seen:

@@ -37,7 +37,8 @@ ALLOWED = {
     "train": {"data", "zoo", "converters", "cost", "layers", "quantizers"},
     "cards": {"zoo", "cost", "data"},
     "plots": {"zoo", "cost"},
-    "cli": {"zoo", "cost", "converters", "bench", "layers", "quantizers", "checkpoints", "data", "train", "plots"},
+    "cli": {"zoo", "cost", "cycles", "converters", "bench", "layers", "quantizers", "checkpoints", "data", "train",
+            "plots"},
 }
 
 

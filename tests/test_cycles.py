@@ -152,6 +152,16 @@ def test_output_bits_follow_the_graph_to_every_reader():
     assert {row.name: row.out_bits for row in overridden.layers}["b"] == 1
 
 
+def test_a_separable_convs_output_is_read_from_the_graph():
+    x = tf.keras.Input((8, 8, 32))
+    y = tf.keras.layers.SeparableConv2D(32, 3, padding="same", use_bias=False, name="sep")(x)
+    y = _binary_conv(32, "b")(tf.keras.layers.Add()([y, x]))
+    out_bits = {row.name: row.out_bits for row in estimate_cycles(tf.keras.Model(x, y), TINY).layers}
+    # The pointwise part writes the layer's output, which an add reads: float, although a binary
+    # conv is the next row; the depthwise part feeds the pointwise part (float input).
+    assert out_bits == {"sep[depthwise]": 16, "sep[pointwise]": 16, "b": 16}
+
+
 def _small_net(binary: bool):
     def conv(filters, name):
         if binary:

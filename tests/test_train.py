@@ -370,7 +370,7 @@ def test_bnext_recipe_assigns_main_and_assistants():
     assert _teacher_roles(config, ["b0", "b2"], 10) == {"teachers": ["b0", "b2"]}
 
 
-def test_teacher_sees_its_own_normalisation(tmp_path):
+def test_teacher_sees_its_own_normalisation(tmp_path, monkeypatch):
     import json
 
     from larq_poke.data import preprocessing
@@ -396,6 +396,10 @@ def test_teacher_sees_its_own_normalisation(tmp_path):
     (tmp_path / "bare.keras").rename(tmp_path / "other" / "bare.keras")
     plain = load_teacher(str(tmp_path / "other" / "bare.keras"), student_preprocessing=student_prep, image_size=4)
     assert len(plain.layers) == len(teacher.layers)
+    # "~" is the user's home, as in a shell.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from_home = load_teacher("~/other/bare.keras", student_preprocessing=student_prep, image_size=4)
+    assert len(from_home.layers) == len(teacher.layers)
 
 
 def test_make_deterministic_gives_identical_bnext_gradients():

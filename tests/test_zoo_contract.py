@@ -35,12 +35,13 @@ def test_registry_lists_every_family():
         ({"input_shape": (16, 16, 3)}, "too small"),
         ({"num_classes": 0}, "positive integer"),
         ({"weights": "/nonexistent/weights.h5"}, "does not exist"),
-        # BiNeal has no ImageNet weights at all: that is the error it names.
-        ({"weights": "imagenet", "num_classes": 10}, "num_classes=1000|No ImageNet-trained BiNeal weights"),
+        ({"weights": "imagenet", "num_classes": 10}, "num_classes=1000"),
         ({"weights": 3}, "`weights` must be"),
     ],
 )
 def test_bad_arguments_are_named(name, kwargs, message):
+    if name.startswith("bineal") and kwargs.get("weights") == "imagenet":
+        message = "No ImageNet-trained BiNeal weights"  # none at all: that is the error it names
     with pytest.raises(ValueError, match=message):
         build(name, **kwargs)
 

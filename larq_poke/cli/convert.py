@@ -92,7 +92,10 @@ def sample_images(args, model):
     prep = args.preprocessing or (saved_preprocessing(args.model) if os.path.exists(args.model) else None) or "plain"
     data = load_dataset(args.sample_images, args.sample_split, preprocessing=prep, image_size=int(size),
                         batch_size=args.samples, data_dir=args.data_dir)
-    images = next(iter(data))[0].numpy()
+    batch = next(iter(data), None)
+    if batch is None:
+        raise ValueError(f"--sample-images {args.sample_images}: split {args.sample_split!r} has no images")
+    images = batch[0].numpy()
     name = prep if isinstance(prep, str) else prep.name
     progress("convert", f"{len(images)} sample images from {args.sample_images} ({args.sample_split}), "
                         f"preprocessing {name!r}")

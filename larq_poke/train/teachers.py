@@ -64,13 +64,14 @@ def load_teacher(source: str, *, student_preprocessing, image_size: int, num_cla
     """The teacher ``source`` names (see :func:`larq_poke.zoo.resolve.load_model`), adapted to
     the student's normalisation when its folder records its own.
 
-    A teacher must be a file or folder (``model.keras``, a SavedModel, weights with an
-    architecture): a model built by name (``ResNet50``, ``EfficientNetB0``, a zoo name) has
+    A teacher must be a saved model (``model.keras``, ``.h5``, a SavedModel folder): a model
+    built by name (``ResNet50``, ``EfficientNetB0``, a zoo name) has
     random weights here, and distilling from it would be silently wrong, so a name is a
     ``ValueError``."""
     from larq_poke.zoo.resolve import load_model
 
-    if not Path(source).expanduser().exists():
+    source = str(Path(source).expanduser())
+    if not Path(source).exists():
         raise ValueError(
             f"teacher {source!r} is not a model file or folder. Built by name, a teacher would have "
             "random weights (larq-poke fetches no teacher weights), and distilling from it would "

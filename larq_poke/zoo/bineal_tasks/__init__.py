@@ -14,6 +14,8 @@ deployed with full-int8 post-training quantization (:func:`larq_poke.converters.
 Train with :func:`larq_poke.train.tasks.fit_task`.
 """
 
+import inspect
+
 from larq_poke.zoo.bineal_tasks.detection import BiNealCenterNet, decode_centernet
 from larq_poke.zoo.bineal_tasks.matching import BiNealR2D2
 from larq_poke.zoo.bineal_tasks.segmentation import BiNealFCN
@@ -30,6 +32,12 @@ def _entry(constructor, doc: str, **fixed):
         return constructor(**fixed, **kwargs)
 
     build.__doc__ = f"{doc}; keyword arguments as :func:`{constructor.__name__}`."
+    # The constructor's arguments, for the registry's check (the fixed ones stay, so that the
+    # clash above names them).
+    signature = inspect.signature(constructor)
+    build.__signature__ = signature.replace(parameters=[
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else p
+        for p in signature.parameters.values()])
     return build
 
 
