@@ -131,8 +131,6 @@ def tflite_predict(flatbuffer: bytes, x: np.ndarray, batch: int = 8) -> np.ndarr
     return np.concatenate([interpreter.predict(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-
-
 def truncate(flatbuffer: bytes, ops: int) -> bytes:
     """The first ``ops`` ops of a one-subgraph ``.tflite`` file, with the last one's output as the
     model output: timing prefixes of a file splits its latency with nothing but its own ops."""

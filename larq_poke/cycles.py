@@ -91,7 +91,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import tensorflow as tf
 
 from larq_poke.cost import LayerCost, profile, text_table
-from larq_poke.keras_graph import model_nodes, walk_layers
+from larq_poke.keras_graph import consumers, model_nodes, walk_layers
 
 __all__ = ["SystolicArray", "LayerCycles", "CycleReport", "estimate_cycles"]
 
@@ -258,12 +258,9 @@ def _stored_output_bits(model, mac_rows: List[LayerCost], bits) -> Dict[str, int
     for row in mac_rows:
         top = _PART.sub(r"\g<path>", row.name).split("/")[0]
         reads_at.setdefault(top, bits(row.input_bits))
-    readers: Dict[int, list] = {}
-    produced = {}
-    for layer, inbound, output in nodes:
-        produced[layer.name] = output
-        for tensor in inbound:
-            readers.setdefault(id(tensor), []).append((layer, len(inbound), output))
+    readers = consumers(model)
+    arity = {layer.name: len(inbound) for layer, inbound, _ in nodes}
+    produced = {layer.name: output for layer, _, output in nodes}
     model_outputs = {id(tensor) for tensor in model.outputs}
 
     stored: Dict[str, int] = {}
@@ -282,15 +279,15 @@ def _stored_output_bits(model, mac_rows: List[LayerCost], bits) -> Dict[str, int
             kept = quantized if quantized is not None else bits(None)
             if id(tensor) in model_outputs:
                 widths.append(kept)
-            for layer, arity, output in readers.get(id(tensor), []):
+            for layer in readers.get(id(tensor), []):
                 if layer.name in reads_at:
                     widths.append(reads_at[layer.name])
-                elif arity > 1:
+                elif arity[layer.name] > 1:
                     widths.append(kept)
                 else:
                     fake_quant = getattr(layer, "bits", None)
                     is_fake_quant = isinstance(fake_quant, int) and not isinstance(fake_quant, bool)
-                    pending.append((output, fake_quant if is_fake_quant else quantized))
+                    pending.append((produced[layer.name], fake_quant if is_fake_quant else quantized))
         if widths:
             stored[row.name] = max(widths)
     return stored

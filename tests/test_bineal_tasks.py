@@ -115,6 +115,8 @@ def test_task_models_are_zoo_entries():
     assert model.name == "bineal-fcn-2.0x" and model.output_shape == (None, SIZE, SIZE, 3)
     with pytest.raises(ValueError, match="width_multiplier is fixed by this zoo name"):
         build("bineal-fcn-2.0x", num_classes=3, width_multiplier=1.0)
+    with pytest.raises(ValueError, match="'bineal-r2d2-2.0x': .*unexpected keyword argument 'colour'"):
+        build("bineal-r2d2-2.0x", colour="red")  # refused before anything is built
     with pytest.raises(KeyError, match="Known tasks"):
         list_task_models("depth")
 

@@ -46,10 +46,10 @@ from larq_poke.converters.rewrites.common import (
     as_numpy,
     binary_conv,
     bn_affine,
+    calibration_images,
     fake_quant,
     fake_quant_weights,
     measured_range,
-    noise_calibration_check,
     quantized_kernel,
     shifted_batch_norm,
 )
@@ -318,12 +318,12 @@ def _block_substitutes(model, b, users, outputs) -> dict:
         main_path = [ChannelAffine(s3 * a2, s3 * c2 + c3 - t3, name=f"{b.name}.bn2")]
         skip_path = [ChannelAffine(s3 * a_s, s3 * c_s, name=f"{b.name}.skip_bn")]
     else:  # INT4 branches: the levels in float ops, then the last BN and threshold
-        for q in (b.main_q, b.skip_q):
-            bound = float(as_numpy(q.bound))
+        bounds = {q: float(as_numpy(q.bound)) for q in (b.main_q, b.skip_q)}
+        for q, bound in bounds.items():
             if not bound > 0:
                 raise ValueError(f"{q.name}: the INT4 branch bound must be positive, got {bound} (its "
                                  "constraint keeps it >= 1e-3 in training; was it set by hand?)")
-        step_m, step_s = (float(as_numpy(q.bound)) / q.levels for q in (b.main_q, b.skip_q))
+        step_m, step_s = (bound / q.levels for q, bound in bounds.items())
         main_path = [
             ChannelAffine(a2 / step_m, c2 / step_m, name=f"{b.name}.bn2"),
             QuantizationLevels(b.main_q.levels, name=f"{b.name}.main_q"),
@@ -547,11 +547,7 @@ def _int8_model(model, calibration_inputs):
         is_pokebnn_head,
     )
 
-    images = calibration_inputs[0] if isinstance(calibration_inputs, (list, tuple)) else calibration_inputs
-    noise = images is None
-    if noise:
-        images = np.random.default_rng(0).standard_normal((8, *model.inputs[0].shape[1:])).astype(np.float32)
-    images = np.asarray(images, np.float32)
+    images, noise_checks = calibration_images(model, calibration_inputs, "BiNeal", "the stem output and the logits")
     folded = fold_bineal(model, allow_untrained=True)
     stems, heads = {}, {}
     for act in [layer for layer in model.layers if isinstance(layer, BiNealSign)]:
@@ -624,9 +620,7 @@ def _int8_model(model, calibration_inputs):
         return None
 
     deployable = rebuild_functional(folded, substitute)
-    deployable._deployment_checks = folded._deployment_checks
-    if noise:
-        deployable._deployment_checks += (noise_calibration_check("BiNeal", "the stem output and the logits"),)
+    deployable._deployment_checks = folded._deployment_checks + noise_checks
     return deployable
 
 

@@ -71,7 +71,9 @@ from larq_poke.converters.rewrites.common import (
     shifted_batch_norm,
 )
 from larq_poke.converters.rewrites import register_rewrite
-from larq_poke.keras_graph import consumers as graph_consumers, node_inputs, node_output, producers as graph_producers, rebuild_functional, walk_layers
+from larq_poke.keras_graph import consumers as graph_consumers
+from larq_poke.keras_graph import node_inputs, node_output, rebuild_functional, walk_layers
+from larq_poke.keras_graph import producers as graph_producers
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bnext import BNextBinaryConv2D, LearnableBias, ScaleMix
 

@@ -19,6 +19,7 @@ from larq_poke.quantizers import EPS, SignedActivationQuantizer, UnsignedActivat
 
 __all__ = [
     "ActivationQuant",
+    "calibration_images",
     "ChannelAffine",
     "ConstantAdd",
     "ConvSpec",
@@ -31,7 +32,6 @@ __all__ = [
     "full_map_mean",
     "measured_range",
     "MissingQuantizationInfoError",
-    "noise_calibration_check",
     "padding_correction",
     "quantized_kernel",
     "shifted_batch_norm",
@@ -192,16 +192,23 @@ def fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
     return tf.transpose(quantized, perm)
 
 
-def noise_calibration_check(family: str, tensors: str):
-    """A report check (``model._deployment_checks``) saying that the int8 ranges of ``tensors``
-    were measured on seeded standard-normal images, because no sample inputs were given."""
+def calibration_images(model, calibration_inputs, family: str, tensors: str):
+    """``(images, checks)`` for measuring the int8 ranges of ``tensors``: ``calibration_inputs``
+    (the first array of a list) as float32, or, when it is None, 8 seeded standard-normal images
+    with a report check (``model._deployment_checks``) that says so."""
+    if isinstance(calibration_inputs, (list, tuple)):
+        calibration_inputs = calibration_inputs[0]
+    if calibration_inputs is not None:
+        return np.asarray(calibration_inputs, np.float32), ()
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    images = np.random.default_rng(0).standard_normal((8,) + shape).astype(np.float32)
 
     def check(report) -> str:
         return (f"{family} int8: the ranges of {tensors} were measured on 8 standard-normal images "
                 "(no sample inputs given); pass real images as sample_inputs (larq-poke convert "
                 "--int8 --sample-images DATASET) for ranges that fit real data")
 
-    return check
+    return images, (check,)
 
 
 def measured_range(values, margin: float = 1.1) -> "tuple[float, float]":

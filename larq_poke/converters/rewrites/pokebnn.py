@@ -82,9 +82,9 @@ from larq_poke.converters.rewrites.common import (
     as_numpy,
     binary_conv,
     bn_affine,
+    calibration_images,
     channel_prelu,
     full_map_mean,
-    noise_calibration_check,
     padding_correction,
     quantized_kernel,
 )
@@ -495,9 +495,9 @@ def pokebnn_deployable(model, *, int8: bool = False, calibration_inputs=None):
     if not int8:
         return _rebuild(model)
     _check_calibrated(model)
-    deployable = _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, calibration_inputs))
-    if calibration_inputs is None:
-        deployable._deployment_checks = (noise_calibration_check("PokeBNN", "the stem conv outputs and the logits"),)
+    images, checks = calibration_images(model, calibration_inputs, "PokeBNN", "the stem conv outputs and the logits")
+    deployable = _rebuild(model, int8=True, ranges=_measure_int8_ranges(model, images))
+    deployable._deployment_checks = checks
     return deployable
 
 
@@ -583,20 +583,9 @@ def _check_calibrated(model) -> None:
         )
 
 
-def _default_images(model, count: int = 8) -> np.ndarray:
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    return np.random.default_rng(0).standard_normal((count,) + shape).astype(np.float32)
-
-
-def _measure_int8_ranges(model, calibration_inputs) -> dict:
+def _measure_int8_ranges(model, images: np.ndarray) -> dict:
     """Ranges of the int8 tensors the model has no quantizer for (the stem conv outputs and the
-    logits), measured with the float deployable form on ``calibration_inputs``."""
-    if isinstance(calibration_inputs, (list, tuple)):
-        calibration_inputs = calibration_inputs[0]
-    if calibration_inputs is None:
-        images = _default_images(model)
-    else:
-        images = np.asarray(calibration_inputs, np.float32)
+    logits), measured with the float deployable form on ``images``."""
     float_model = _rebuild(model)
     ranges = {}
     for layer in float_model.layers:
