@@ -233,23 +233,25 @@ class SignedWeightQuantizer(_SwitchableWeightQuantizer):
 
 
 class _BoundedActivationQuantizer(_PokeQuantizer):
-    """Activation quantizer with a learned per-input-channel bound held as a weight.
+    """Activation quantizer with a learned bound held as a weight: one per input channel, or
+    one for the whole tensor (``per_channel=False``, the int8 TFLite activation grid).
 
     A negative bound (the initial -1) passes the channel through unquantized.
     """
 
-    def __init__(self, bits: int, **kwargs):
+    def __init__(self, bits: int, per_channel: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.bits = int(bits)
         self.precision = self.bits
+        self.per_channel = bool(per_channel)
 
     def build(self, input_shape):
         channels = tf.TensorShape(input_shape)[-1]
-        if channels is None:
+        if self.per_channel and channels is None:
             raise ValueError(f"{type(self).__name__} needs a known channel dimension.")
         self.bounds = self.add_weight(
             name="bounds",
-            shape=(int(channels),),
+            shape=(int(channels) if self.per_channel else 1,),
             initializer=tf.keras.initializers.Constant(-1.0),
             trainable=False,
         )
@@ -264,12 +266,16 @@ class _BoundedActivationQuantizer(_PokeQuantizer):
         return tf.where(bounds < 0, inputs, quantized)
 
     def get_config(self):
-        return {**super().get_config(), "bits": self.bits}
+        config = {**super().get_config(), "bits": self.bits}
+        if not self.per_channel:
+            config["per_channel"] = False
+        return config
 
 
 @register_serializable
 class SignedActivationQuantizer(_BoundedActivationQuantizer):
-    r"""Symmetric ``bits``-bit activation quantizer with per-input-channel learned bounds.
+    r"""Symmetric ``bits``-bit activation quantizer with learned bounds, per input channel
+    (PokeBNN's) or per tensor (``per_channel=False``: BiNeal's, exactly int8 TFLite's grid).
 
     \(q(x) = \lfloor \mathrm{clip}(x s, -B, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
     \(s = B / (b_c + \epsilon)\) with the stored bound \(b_c\) of channel c; channels whose bound
@@ -279,11 +285,12 @@ class SignedActivationQuantizer(_BoundedActivationQuantizer):
     q = SignedActivationQuantizer(bits=8)
     y = q(tf.ones((1, 4, 4, 3)))           # bounds are -1: passes through
     q.bounds.assign([1.0, 2.0, 3.0])       # calibrated bounds: now int8
+    shared = SignedActivationQuantizer(bits=8, per_channel=False)   # one bound, shape (1,)
     ```
     """
 
-    def __init__(self, bits: int = 8, **kwargs):
-        super().__init__(bits=bits, **kwargs)
+    def __init__(self, bits: int = 8, per_channel: bool = True, **kwargs):
+        super().__init__(bits=bits, per_channel=per_channel, **kwargs)
 
     def _fake_quant(self, x, bound):
         return _signed_fake_quant(x, bound, self.bits)

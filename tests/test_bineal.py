@@ -213,7 +213,7 @@ def test_costs_count_folded_terms_as_parameters_only():
     head_bits = head.kernel.shape.num_elements() * 8 + head.bias.shape.num_elements() * 32
     bn_bits = sum(2 * layer.moving_mean.shape[0] * 32 for layer in model.layers
                   if isinstance(layer, tf.keras.layers.BatchNormalization))
-    quantizer_bounds = (3 + 512) * 32  # the 8-bit input quantizers' learned bounds
+    quantizer_bounds = 2 * 32  # the 8-bit input quantizers' learned bounds: one each (per tensor)
     assert report.totals["packed_size_bytes"] == -(-(binary_weights + stem + head_bits + bn_bits + quantizer_bounds) // 8)
 
 
@@ -256,6 +256,18 @@ def test_numpy_widths_and_fixed_zoo_names():
         build("bineal-1.0x", width_multiplier=2.0)
 
 
+def _tflite_prefix(flatbuffer: bytes, ops: int, x: np.ndarray) -> np.ndarray:
+    """The output of the first ``ops`` ops of a one-subgraph file, in the LCE interpreter."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = tree.subgraphs[0]
+    graph.outputs, graph.operators = [graph.operators[ops - 1].outputs[0]], graph.operators[:ops]
+    prefix = bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+    return np.asarray(Interpreter(prefix, num_threads=1).predict(x))
+
+
 def test_int8_stem_and_classifier(converted):
     from larq_poke.converters.conversion_report import QuantizationInfoError
     from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
@@ -267,7 +279,10 @@ def test_int8_stem_and_classifier(converted):
     images = _images(8, seed=9)
     calibrate_activation_bounds(model, images)
     try:
+        assert model.get_layer("stem.conv").input_quantizer.bounds.shape == (1,)  # int8's per-tensor grid
         result = convert(model, int8=True, sample_inputs=images)
+        pre_sign = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(images).numpy()
+        pre_sign -= sign_threshold(model.get_layer("stem.act"))
     finally:
         for name in ("stem.conv", "classifier"):
             quantizer = model.get_layer(name).input_quantizer
@@ -282,6 +297,14 @@ def test_int8_stem_and_classifier(converted):
     # The stem conv and the classifier (a 1x1 conv) are int8; the body's only float op is ADD.
     assert int8_ops.get("CONV_2D") == 2, int8_ops
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
+    # The int8 stem keeps the training form's signs: its input on the quantizer's own grid, its
+    # output range and half-step bias keep int8 rounding from moving any value across zero.
+    # (With the input range (−b, b) instead of the grid, 49 of these 65,536 signs flipped.)
+    stem_conv = [op.index for op in info.operators if op.op_type == "CONV_2D"][0]
+    int8_stem = _tflite_prefix(result.flatbuffer, stem_conv + 1, images)
+    assert int8_stem.dtype == np.int8 and int8_stem.shape == pre_sign.shape
+    differ = (int8_stem >= 0) != (pre_sign >= 0)
+    assert np.all(np.abs(pre_sign[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
 
 
 def test_int8_sample_images_from_the_command_line(converted, tmp_path):

@@ -117,6 +117,11 @@ def test_task_models_are_zoo_entries():
         build("bineal-fcn-2.0x", num_classes=3, width_multiplier=1.0)
     with pytest.raises(ValueError, match="'bineal-r2d2-2.0x': .*unexpected keyword argument 'colour'"):
         build("bineal-r2d2-2.0x", colour="red")  # refused before anything is built
+    for name in ("bineal-fcn-2.0x", "bineal-centernet-2.0x"):  # these pass BiNeal's options on
+        with pytest.raises(ValueError, match="unknown argument.*'colour'.*'skip_kernel'"):
+            build(name, num_classes=3, input_shape=(SIZE, SIZE, 3), colour="red")
+    with pytest.raises(ValueError, match="'bnext-t': .*unexpected keyword argument 'colour'"):
+        build("bnext-t", colour="red")
     with pytest.raises(KeyError, match="Known tasks"):
         list_task_models("depth")
 

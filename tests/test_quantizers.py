@@ -91,6 +91,28 @@ def test_signed_activation_per_channel_bounds_and_sentinel():
     np.testing.assert_allclose(y, expected, rtol=1e-6)
 
 
+def test_signed_activation_one_bound_per_tensor():
+    """``per_channel=False`` (BiNeal's 8-bit inputs): one bound, shape (1,), for every channel;
+    calibrated from data, it is the mean over batches of each batch's max |x| over all channels."""
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+
+    q = SignedActivationQuantizer(bits=8, per_channel=False)
+    x = RNG.normal(size=(4, 4, 4, 3)).astype(np.float32) * np.array([1.0, 2.0, 3.0], np.float32)
+    np.testing.assert_array_equal(q(x).numpy(), x)  # the -1 sentinel passes through
+    assert q.bounds.shape == (1,)
+    q.bounds.assign([2.5])
+    s = 127 / (2.5 + EPS)
+    np.testing.assert_allclose(q(x).numpy(), np.floor(np.clip(x * s, -127, 127) + 0.5) / s, rtol=1e-6)
+
+    inputs = tf.keras.Input((4, 4, 3))
+    with lq.context.quantized_scope(True):
+        model = tf.keras.Model(inputs, lq.layers.QuantConv2D(
+            2, 1, input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False))(inputs))
+    calibrate_activation_bounds(model, x, batch_size=2)
+    peaks = [np.abs(x[i:i + 2]).max() for i in (0, 2)]
+    np.testing.assert_allclose(model.layers[1].input_quantizer.bounds.numpy(), [np.mean(peaks)], rtol=1e-6)
+
+
 def test_unsigned_activation_floors_then_clips():
     q = UnsignedActivationQuantizer(bits=4)
     q(np.zeros((1, 1, 1, 2), np.float32))
@@ -108,6 +130,7 @@ def test_unsigned_activation_floors_then_clips():
         (PokeBinaryWeight(channel_axes=2), 1),
         (SignedWeightQuantizer(bits=4), 4),
         (SignedActivationQuantizer(bits=8), 8),
+        (SignedActivationQuantizer(bits=8, per_channel=False), 8),
         (UnsignedActivationQuantizer(bits=4), 4),
     ],
 )

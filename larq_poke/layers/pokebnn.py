@@ -338,14 +338,14 @@ def pokeinit_parts(model, name: str = "init") -> Optional[PokeInitParts]:
     return PokeInitParts(name=name, **layers)
 
 
-def eight_bit_classifier(x, num_classes: int, *, name: str):
+def eight_bit_classifier(x, num_classes: int, *, name: str, per_channel: bool = True):
     """PokeBNN's classifier, which BiNeal shares: global mean of the map, then a dense layer with
-    8-bit inputs (learned per-feature bounds) and 8-bit weights, giving logits. Adds
-    ``global_pool`` and ``name``."""
+    8-bit inputs (learned bounds: per feature, PokeBNN's; one, BiNeal's, with
+    ``per_channel=False``) and 8-bit weights, giving logits. Adds ``global_pool`` and ``name``."""
     x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     dense = lq.layers.QuantDense(
         num_classes,
-        input_quantizer=SignedActivationQuantizer(bits=8),
+        input_quantizer=SignedActivationQuantizer(bits=8, per_channel=per_channel),
         kernel_quantizer=SignedWeightQuantizer(bits=8),
         kernel_initializer="lecun_normal",
         name=name,

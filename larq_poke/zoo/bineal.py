@@ -78,8 +78,9 @@ def _check_width(width_multiplier: float) -> None:
 
 
 def _stem(x, channels: int):
-    """8-bit 7×7 stride-2 conv (D3: 8-bit weights and inputs) → BN → 3×3 stride-2 max pool →
-    BiNealSign: the first ±1 map."""
+    """8-bit 7×7 stride-2 conv (D3: 8-bit weights per output channel, 8-bit inputs with one
+    learned bound, the int8 TFLite grid) → BN → 3×3 stride-2 max pool → BiNealSign: the first
+    ±1 map."""
     with quiet_larq_warnings():
         conv = lq.layers.QuantConv2D(
             channels,
@@ -87,7 +88,7 @@ def _stem(x, channels: int):
             strides=2,
             padding="same",
             use_bias=False,
-            input_quantizer=SignedActivationQuantizer(bits=8),
+            input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False),
             kernel_quantizer=SignedWeightQuantizer(bits=8),
             kernel_initializer="he_normal",
             name="stem.conv",
@@ -175,7 +176,7 @@ def BiNeal(
     if multiscale:
         x = features
     if include_top:
-        x = eight_bit_classifier(x, num_classes, name="classifier")
+        x = eight_bit_classifier(x, num_classes, name="classifier", per_channel=False)
     model = ZooModel(inputs, x, name=name or f"bineal-{width_label(width_multiplier)}x")
     if weights is not None:
         model.load_weights(weights)

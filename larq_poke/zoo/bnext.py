@@ -307,7 +307,8 @@ def feature_outputs(model: tf.keras.Model) -> List[tf.Tensor]:
 
 
 def BNextT(
-    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None, **kwargs
+    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None,
+    stem_stride: int = 2, zero_sign: int = 1, name: Optional[str] = None,
 ):
     """BNext-T (tiny): 72.4 % top-1, 30.9 M params, 4.817 G BOPs at 224. See :func:`BNext`."""
     return BNext(
@@ -317,12 +318,15 @@ def BNextT(
         include_top=include_top,
         num_classes=num_classes,
         weights=weights,
-        **kwargs,
+        stem_stride=stem_stride,
+        zero_sign=zero_sign,
+        name=name,
     )
 
 
 def BNextS(
-    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None, **kwargs
+    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None,
+    stem_stride: int = 2, zero_sign: int = 1, name: Optional[str] = None,
 ):
     """BNext-S (small): 76.1 % top-1, 68.6 M params, 10.838 G BOPs at 224. See :func:`BNext`."""
     return BNext(
@@ -332,12 +336,15 @@ def BNextS(
         include_top=include_top,
         num_classes=num_classes,
         weights=weights,
-        **kwargs,
+        stem_stride=stem_stride,
+        zero_sign=zero_sign,
+        name=name,
     )
 
 
 def BNextM(
-    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None, **kwargs
+    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None,
+    stem_stride: int = 2, zero_sign: int = 1, name: Optional[str] = None,
 ):
     """BNext-M (middle): 78.3 % top-1, 134.5 M params, 20.087 G BOPs at 224. See :func:`BNext`."""
     return BNext(
@@ -347,12 +354,15 @@ def BNextM(
         include_top=include_top,
         num_classes=num_classes,
         weights=weights,
-        **kwargs,
+        stem_stride=stem_stride,
+        zero_sign=zero_sign,
+        name=name,
     )
 
 
 def BNextL(
-    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None, **kwargs
+    *, input_shape=None, input_tensor=None, include_top=True, num_classes=1000, weights=None,
+    stem_stride: int = 2, zero_sign: int = 1, name: Optional[str] = None,
 ):
     """BNext-L (large): 80.6 % top-1, 326.5 M params, 52.151 G BOPs at 224. See :func:`BNext`."""
     return BNext(
@@ -362,7 +372,9 @@ def BNextL(
         include_top=include_top,
         num_classes=num_classes,
         weights=weights,
-        **kwargs,
+        stem_stride=stem_stride,
+        zero_sign=zero_sign,
+        name=name,
     )
 
 

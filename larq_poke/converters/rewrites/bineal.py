@@ -369,25 +369,39 @@ def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
 
 
 # --- int8 stem and classifier ---------------------------------------------------------------------
+#: int8 range in which −1 and +1 are both exact (scale 1/127, zero point 128); also
+#: the int8 form of a stem output that is read only by its sign.
+SIGN_RANGE = (-128.0 / 127.0, 1.0)
+SIGN_STEP = (SIGN_RANGE[1] - SIGN_RANGE[0]) / 255  # 1/127
+
+
 @register_serializable
 class DeployableBiNealStem(GraphLayer):
     """BiNeal's 8-bit stem for int8 TFLite: the input fake-quantized with its learned bound (per
     tensor), the conv (BiNeal's 7×7 / 2; the first conv of a dense-prediction model) with the
     8-bit weights times the BN scale (int8 per output channel), bias = BN shift − the stem
-    sign's threshold, the output fake-quantized over its measured range, then the max pool if
-    the stem has one. Its sign is the next binary convs' ``LceQuantize``.
+    sign's threshold, the output fake-quantized to int8, then the max pool if the stem has one.
+    Its sign is the next binary convs' ``LceQuantize``.
 
-    int8 rounds the conv output: values within half a quantization step of a threshold can take
-    the other sign (the parity in the conversion report says how often that changes a result)."""
+    ``output_range=None`` (the stem's output is read only by its sign): the sign is kept exact.
+    The output takes the fixed range :data:`SIGN_RANGE` (zero point exact) and the bias is
+    lowered by half a step, so int8 rounding, which sends (−step/2, 0) to 0 and so to +1, moves
+    every negative value below the zero point and every positive one to it or above: the
+    signs are those of the training form. With a measured ``(low, high)`` range (the stem
+    output also read by other layers), values within half a step of a threshold can take the
+    other sign (the parity in the conversion report says how often)."""
 
     def __init__(self, conv=None, bn=None, pool=None, act=None, output_range=None, **kwargs):
         super().__init__(**kwargs)
-        if conv is None or output_range is None:
+        if conv is None or bn is None or act is None:
             raise ValueError("DeployableBiNealStem is built by bineal_deployable(model, int8=True)")
         self._input_range = ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
         scale, shift = bn_affine(bn)
         self._kernel = (quantized_kernel(conv) * scale).astype(np.float32)
         self._bias = (shift - sign_threshold(act)).astype(np.float32)
+        if output_range is None:
+            output_range = SIGN_RANGE
+            self._bias = self._bias - np.float32(0.5 * SIGN_STEP)
         self._strides = tuple(conv.strides)
         self._pool = None if pool is None else (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
         self._output_range = output_range
@@ -410,10 +424,6 @@ class DeployableBiNealStem(GraphLayer):
             if shape[axis] is not None:
                 shape[axis] = -(-shape[axis] // (self._strides[axis - 1] * pool_strides[axis - 1]))
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
-
-
-#: int8 range in which −1 and +1 are both exact (scale 1/127, zero point 128).
-SIGN_RANGE = (-128.0 / 127.0, 1.0)
 
 
 def _is_int8_conv_on_signs(model, layer, signs) -> bool:
@@ -547,7 +557,6 @@ def _int8_model(model, calibration_inputs):
         is_pokebnn_head,
     )
 
-    images, noise_checks = calibration_images(model, calibration_inputs, "BiNeal", "the stem output and the logits")
     folded = fold_bineal(model, allow_untrained=True)
     stems, heads = {}, {}
     for act in [layer for layer in model.layers if isinstance(layer, BiNealSign)]:
@@ -574,8 +583,22 @@ def _int8_model(model, calibration_inputs):
                 "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
             )
     ranges = {}
+    for name in stems:
+        act = model.get_layer(name)
+        if [layer.name for layer in users[id(node_inputs(model, act)[0])]] == [name]:
+            ranges[name] = None  # read only by its sign: exact with a fixed range
+    measured = [
+        what for what, present in (("the stem output", any(name not in ranges for name in stems)),
+                                   ("the logits", bool(heads)), ("the 8-bit convs' outputs", bool(units or scores)))
+        if present
+    ]
+    images, noise_checks = (calibration_images(model, calibration_inputs, "BiNeal", " and ".join(measured))
+                            if measured else (None, ()))
     for name, (conv, bn, pool) in stems.items():
-        probe = DeployableBiNealStem(conv, bn, pool, model.get_layer(name), output_range=(-1.0, 1.0))
+        if name in ranges:
+            continue
+        act = model.get_layer(name)
+        probe = DeployableBiNealStem(conv, bn, pool, act, output_range=(-1.0, 1.0))
         x = tf.keras.Model(model.inputs, node_inputs(model, conv)[0])(images)
         ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
     for name in list(heads) + list(scores):

@@ -289,7 +289,10 @@ class ActivationQuant:
 
     def int8_range(self) -> "tuple[float, float]":
         """Per-tensor range covering every channel's clipping range (the int8 grid is
-        per-tensor in TFLite)."""
+        per-tensor in TFLite). For a signed 8-bit quantizer it is [−128, 127] steps of
+        max b / 127: the quantizer's own grid, so that with one bound (``per_channel=False``)
+        or equal bounds int8 reproduces it (values clipped at ±127 steps in the model can reach
+        −128 steps in int8)."""
         if not self.calibrated:
             raise MissingQuantizationInfoError(
                 f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
@@ -300,4 +303,6 @@ class ActivationQuant:
         top = float(np.max(self.bounds + np.float32(EPS)))
         if self.unsigned:
             return 0.0, top * (2.0**self.bits - 1.0) / 2.0**self.bits
+        if self.bits == 8:
+            return -top * 128.0 / 127.0, top
         return -top, top

@@ -605,7 +605,8 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
     """Set every multi-bit activation bound of a PokeBNN model from data, as the official
     training does once (at step 7500): per channel, the mean over batches of the batch's
     max |x|, gathered while the quantizers still pass through. A model without PokeBNN units
-    gets the same for every layer's bounded input quantizer (BiNeal's 8-bit stem and head).
+    gets the same for every layer's bounded input quantizer (BiNeal's 8-bit stem and head); a
+    quantizer with one bound (``per_channel=False``) takes the batch's max |x| over all channels.
 
     For benchmarking the int8 conversion of untrained models; a trained model carries its
     bounds in its weights.
@@ -638,7 +639,10 @@ def calibrate_activation_bounds(model, images, batch_size: int = 8) -> None:
         for _, quantizer in quantizers:
             del quantizer.call
     for name, quantizer in quantizers:
-        quantizer.bounds.assign(np.mean(peaks[name], axis=0).astype(np.float32))
+        batch_peaks = np.asarray(peaks[name])
+        if not getattr(quantizer, "per_channel", True):
+            batch_peaks = batch_peaks.max(axis=-1, keepdims=True)
+        quantizer.bounds.assign(np.mean(batch_peaks, axis=0).astype(np.float32))
 
 
 def _has_pokebnn_units(model) -> bool:

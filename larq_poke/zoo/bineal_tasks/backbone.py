@@ -19,11 +19,13 @@ from larq_poke.quantizers import SignedWeightQuantizer
 from larq_poke.zoo.bineal import BiNeal
 from larq_poke.zoo.references import ResNet18
 
-__all__ = ["PRECISIONS", "check_precision", "output_conv", "task_backbone"]
+__all__ = ["BACKBONE_OPTIONS", "PRECISIONS", "check_precision", "output_conv", "task_backbone"]
 
 #: "binary": BiNeal blocks with 8-bit first and last layers; "int8": the real-valued counterpart
 #: of the same layout, deployed with full-int8 post-training quantization.
 PRECISIONS = ("binary", "int8")
+#: The :func:`larq_poke.zoo.BiNeal` arguments a task model passes on to its binary backbone.
+BACKBONE_OPTIONS = ("skip_kernel", "alpha", "branch_bits")
 
 
 def check_precision(precision: str) -> None:
@@ -44,6 +46,10 @@ def task_backbone(precision: str, width_multiplier: float, *, input_shape, input
                          f"input_shape={tuple(input_shape)}.")
     if "include_top" in options or "num_classes" in options:
         raise ValueError("task models build their own heads: include_top / a classifier num_classes do not apply.")
+    unknown = sorted(set(options) - set(BACKBONE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown argument(s) {', '.join(map(repr, unknown))}: besides its own arguments a task model "
+                         f"takes only BiNeal's backbone options {', '.join(map(repr, BACKBONE_OPTIONS))}.")
     if precision == "binary":
         backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
                           multiscale=True, **options)

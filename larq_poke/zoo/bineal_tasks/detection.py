@@ -48,10 +48,11 @@ def _bn(name):
 
 
 def _eight_bit_conv(filters, kernel_size, name, use_bias):
-    """A conv with 8-bit inputs (learned per-channel bounds) and 8-bit weights: int8 once deployed."""
+    """A conv with 8-bit inputs (one learned bound per tensor: the int8 grid) and 8-bit weights:
+    int8 once deployed."""
     with quiet_larq_warnings():
         conv = lq.layers.QuantConv2D(filters, kernel_size, padding="same", use_bias=use_bias,
-                                     input_quantizer=SignedActivationQuantizer(bits=8),
+                                     input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False),
                                      kernel_quantizer=SignedWeightQuantizer(bits=8), name=name)
     return without_autograph(conv)
 

@@ -62,11 +62,11 @@ def _bn(name):
 
 
 def _quant_conv(x, filters, kernel, dilation, *, input_bits: bool, use_bias: bool, name: str):
-    """An 8-bit conv: 8-bit weights per output channel, 8-bit input (learned bounds) or none."""
+    """An 8-bit conv: 8-bit weights per output channel, 8-bit input (one learned bound per tensor) or none."""
     with quiet_larq_warnings():
         conv = lq.layers.QuantConv2D(
             filters, kernel, dilation_rate=dilation, padding="same", use_bias=use_bias,
-            input_quantizer=SignedActivationQuantizer(bits=8) if input_bits else None,
+            input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False) if input_bits else None,
             kernel_quantizer=SignedWeightQuantizer(bits=8),
             kernel_initializer="he_normal", name=name,
         )

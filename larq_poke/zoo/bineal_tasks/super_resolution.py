@@ -47,7 +47,7 @@ def _binary_head(x, channels: int):
     without a pool; its ±1 map enters the body."""
     with quiet_larq_warnings():
         conv = lq.layers.QuantConv2D(channels, 3, padding="same", use_bias=False,
-                                     input_quantizer=SignedActivationQuantizer(bits=8),
+                                     input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False),
                                      kernel_quantizer=SignedWeightQuantizer(bits=8),
                                      kernel_initializer="he_normal", name="head.conv")
     x = without_autograph(conv)(x)
