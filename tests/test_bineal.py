@@ -307,6 +307,26 @@ def test_int8_stem_and_classifier(converted):
     assert np.all(np.abs(pre_sign[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
 
 
+def test_int8_stem_signs_with_zero_and_negative_gains():
+    """The int8 stem's integer thresholds with BN scales of both signs and exactly 0 (an
+    all-zero channel of the folded kernel, whose sign is its bias's). A bias rounded to the
+    int32 grid, with only a half-step output shift, flips 2 of these 65,536 signs."""
+    from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
+
+    model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10), seed=8, zero_gamma=True)
+    gamma = model.get_layer("stem.bn").gamma.numpy()
+    assert (gamma == 0).sum() == 2 and (gamma < 0).any()
+    images = _images(8, seed=10)
+    calibrate_activation_bounds(model, images)
+    result = convert(model, int8=True, sample_inputs=images, verify=False)
+    pre_sign = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(images).numpy()
+    pre_sign -= sign_threshold(model.get_layer("stem.act"))
+    stem_conv = [op.index for op in result.model_info.operators if op.op_type == "CONV_2D"][0]
+    int8_stem = _tflite_prefix(result.flatbuffer, stem_conv + 1, images)
+    differ = (int8_stem >= 0) != (pre_sign >= 0)
+    assert np.all(np.abs(pre_sign[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
+
+
 def test_int8_sample_images_from_the_command_line(converted, tmp_path):
     """``larq-poke convert --int8 --sample-images FOLDER`` calibrates the int8 ranges on those
     images (no note about standard-normal ones) and checks parity on them; without sample images

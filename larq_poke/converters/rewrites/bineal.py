@@ -52,6 +52,7 @@ from larq_poke.converters.rewrites.common import (
     measured_range,
     quantized_kernel,
     shifted_batch_norm,
+    weight_bounds,
 )
 from larq_poke.keras_graph import consumers, node_inputs, node_output, producers, rebuild_functional
 from larq_poke.layers.base import GraphLayer
@@ -369,10 +370,8 @@ def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
 
 
 # --- int8 stem and classifier ---------------------------------------------------------------------
-#: int8 range in which −1 and +1 are both exact (scale 1/127, zero point 128); also
-#: the int8 form of a stem output that is read only by its sign.
+#: int8 range in which −1 and +1 are both exact (scale 1/127, zero point 128).
 SIGN_RANGE = (-128.0 / 127.0, 1.0)
-SIGN_STEP = (SIGN_RANGE[1] - SIGN_RANGE[0]) / 255  # 1/127
 
 
 @register_serializable
@@ -383,13 +382,12 @@ class DeployableBiNealStem(GraphLayer):
     sign's threshold, the output fake-quantized to int8, then the max pool if the stem has one.
     Its sign is the next binary convs' ``LceQuantize``.
 
-    ``output_range=None`` (the stem's output is read only by its sign): the sign is kept exact.
-    The output takes the fixed range :data:`SIGN_RANGE` (zero point exact) and the bias is
-    lowered by half a step, so int8 rounding, which sends (−step/2, 0) to 0 and so to +1, moves
-    every negative value below the zero point and every positive one to it or above: the
-    signs are those of the training form. With a measured ``(low, high)`` range (the stem
-    output also read by other layers), values within half a step of a threshold can take the
-    other sign (the parity in the conversion report says how often)."""
+    ``output_range=None`` (the stem's output is read only by its sign): the sign is computed in
+    integers, exactly as the training form decides it (see :meth:`_integer_threshold`); int8
+    rounding, which would send (−step/2, 0) to the zero point and so to +1, cannot move a value
+    across zero. With a measured ``(low, high)`` range (the stem output also read by other
+    layers), values within half a step of a threshold can take the other sign (the parity in
+    the conversion report says how often)."""
 
     def __init__(self, conv=None, bn=None, pool=None, act=None, output_range=None, **kwargs):
         super().__init__(**kwargs)
@@ -399,16 +397,39 @@ class DeployableBiNealStem(GraphLayer):
         scale, shift = bn_affine(bn)
         self._kernel = (quantized_kernel(conv) * scale).astype(np.float32)
         self._bias = (shift - sign_threshold(act)).astype(np.float32)
+        self._weight_bound = None
         if output_range is None:
-            output_range = SIGN_RANGE
-            self._bias = self._bias - np.float32(0.5 * SIGN_STEP)
+            output_range = self._integer_threshold()
         self._strides = tuple(conv.strides)
         self._pool = None if pool is None else (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
         self._output_range = output_range
 
+    def _integer_threshold(self):
+        """Snap the bias to the int32 grid of the conv's accumulator and return an output range
+        whose step is at most half a grid step: the output sign is then the training form's.
+
+        With input step s and channel c's weight step w_c, int8 computes the integer sum A of
+        level products, adds the int32 bias b_c = bias_c / (s w_c) and requantizes with the
+        multiplier M_c = s w_c / output step. The training form's sign is ``A ≥ −bias_c / (s w_c)``
+        (A is an integer, so ``A + floor(bias_c / (s w_c)) ≥ 0``), and with M_c ≥ 2 every nonzero
+        integer stays nonzero after rounding: negative sums land below the zero point, the rest
+        on it or above. An all-zero channel gets a nominal weight step (its levels stay 0)."""
+        bound = weight_bounds(self._kernel)
+        nonzero = bound > 1e-12
+        bound = np.where(nonzero, bound, bound[nonzero].max() if nonzero.any() else 1.0).astype(np.float32)
+        self._weight_bound = bound
+        low, high = self._input_range
+        grid = (np.float64(high) - np.float64(low)) / 255.0 * (bound.astype(np.float64) / 127.0)
+        reach = np.prod(self._kernel.shape[:-1]) * 128.0 * 127.0  # |A| at most
+        levels = np.clip(np.floor(self._bias.astype(np.float64) / grid), -reach - 1, reach + 1)
+        self._bias = (levels * grid).astype(np.float32)
+        step = grid.min() / 2.0
+        return -128.0 * step, 127.0 * step
+
     def pre_pool(self, inputs, quantize_output: bool = True):
         x = fake_quant(inputs, *self._input_range)
-        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, "SAME") + self._bias
+        kernel = fake_quant_weights(self._kernel, bound=self._weight_bound)
+        y = tf.nn.conv2d(x, kernel, self._strides, "SAME") + self._bias
         return fake_quant(y, *self._output_range) if quantize_output else y
 
     def call(self, inputs, training=None):
@@ -654,10 +675,11 @@ def bineal_deployable(model, *, int8: bool = False, calibration_inputs=None):
     partly trained one is refused.
 
     ``int8=True``: the 8-bit stem (:class:`DeployableBiNealStem`) and classifier (PokeBNN's
-    ``DeployableHead``) get fake-quant ops from their learned input bounds, with the stem output
-    and logit ranges measured on ``calibration_inputs`` (default: 8 seeded standard-normal
-    images), so LCE emits them as int8 ops. Raises ``MissingQuantizationInfoError`` when the
-    bounds were never calibrated."""
+    ``DeployableHead``) get fake-quant ops from their learned input bounds, so LCE emits them as
+    int8 ops. The stem's output, read only by its sign, keeps the training form's signs
+    (integer thresholds); the logit range (and that of a task model's 8-bit convs) is measured
+    on ``calibration_inputs`` (default: 8 seeded standard-normal images). Raises
+    ``MissingQuantizationInfoError`` when the bounds were never calibrated."""
     if int8:
         return _int8_model(model, calibration_inputs)
     return fold_bineal(model, allow_untrained=True)

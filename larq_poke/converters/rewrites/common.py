@@ -29,6 +29,7 @@ __all__ = [
     "channel_prelu",
     "fake_quant",
     "fake_quant_weights",
+    "weight_bounds",
     "full_map_mean",
     "measured_range",
     "MissingQuantizationInfoError",
@@ -176,12 +177,20 @@ def fake_quant(x, low: float, high: float):
     )
 
 
-def fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1):
-    """Symmetric per-output-channel int8 fake quant of a constant kernel (TFLite's weight
-    scheme), with the range the model's own weight quantizer uses: max|w| per channel."""
+def weight_bounds(kernel: np.ndarray, channel_axis: int = -1) -> np.ndarray:
+    """max|w| per output channel, the range of :func:`fake_quant_weights` (1e-12 for an
+    all-zero channel)."""
     moved = np.moveaxis(kernel, channel_axis, -1)
     bound = np.max(np.abs(moved.reshape(-1, moved.shape[-1])), axis=0)
-    bound = np.maximum(bound, 1e-12).astype(np.float32)
+    return np.maximum(bound, 1e-12).astype(np.float32)
+
+
+def fake_quant_weights(kernel: np.ndarray, channel_axis: int = -1, bound=None):
+    """Symmetric per-output-channel int8 fake quant of a constant kernel (TFLite's weight
+    scheme), with the range the model's own weight quantizer uses: max|w| per channel
+    (``bound`` instead, when given: one value per channel, each at least that max)."""
+    moved = np.moveaxis(kernel, channel_axis, -1)
+    bound = weight_bounds(kernel, channel_axis) if bound is None else np.asarray(bound, np.float32)
     quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
         tf.constant(moved), min=-bound, max=bound, num_bits=8, narrow_range=True
     )
