@@ -1,12 +1,15 @@
 """BiNeal-1.0x against larq-zoo QuickNet (LCE's reference BNN) and an 8-bit ResNet-18 (full-int8
 TFLite), in one interleaved host run: LCE interpreter, indirect BGEMM kernel, 1 thread.
 
-    python benchmarks/bineal.py [--runs 30] [--size 224]
+    python benchmarks/bineal.py [--runs 30] [--size 224] [--xnnpack]
 
 All models have seeded random parameters with calibrated batch norms (latency and census do not
 depend on trained values; trivial values would change what the converter emits). BiNeal is
 converted with ``int8=True`` (its 8-bit stem and classifier as int8 ops, as the paper deploys
 it) and without (float stem and classifier).
+
+``--xnnpack`` runs every file's float and int8 ops through TFLite's XNNPACK delegate, as
+``lce_benchmark_model`` does by default on a device (the binary ops stay LCE's).
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
 estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits), latency.
@@ -26,6 +29,9 @@ PokeBNN-1.0x and BNext-T). Figures:
   on a Snapdragon 845 with its Bolt engine; x86 reference kernels are no guide to ARM);
 * ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
 
+Also printed: how many of the int8 file's stem signs and last-block signs (the ±1 map the pool
+reads) differ from the training form's on 4 held-out images.
+
 Last line::
 
     bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=… body_overhead=…
@@ -38,12 +44,15 @@ import os
 import tempfile
 
 import common
+import numpy as np
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--xnnpack", action="store_true",
+                        help="run every file's float and int8 ops through XNNPACK (lce_benchmark_model's default)")
     args = parser.parse_args()
 
     from larq_poke.bench import benchmark
@@ -95,6 +104,23 @@ def main() -> None:
         print(f"{key}: ACE {cost['ace'] / 1e9:.3f} G, BOPs {cost['bops'] / 1e9:.3f} G, "
               f"estimated cycles {cost['cycles']:,}")
 
+    # Does the int8 file decide BiNeal's signs as the training form does? On held-out images: the
+    # stem (exact but for values within float error of the threshold and inputs beyond the
+    # learned bound, which int8 clips at -128 steps and the model at -127) and the ±1 map the
+    # pool reads (one flip anywhere before it can move it).
+    held_out = common.images(4, size, seed=12)
+    with open(paths["bineal_int8"], "rb") as f:
+        int8_flatbuffer = f.read()
+    training, int8_stem = common.bineal_stem_signs(bineal, int8_flatbuffer, held_out)
+    stem_differ = (int8_stem >= 0) != (training >= 0)
+    ties = int(np.sum(stem_differ & (np.abs(training) < 1e-5)))
+    bound = float(np.max(bineal.get_layer("stem.conv").input_quantizer.bounds.numpy()))
+    training, int8_map = common.bineal_last_signs(bineal, int8_flatbuffer, held_out)
+    map_differ = np.sign(int8_map) != training
+    print(f"bineal_int8 signs against the training form, 4 held-out images: stem {stem_differ.sum():,} of "
+          f"{stem_differ.size:,} differ ({ties} within 1e-5 of the threshold; {np.sum(held_out < -bound):,} input "
+          f"values below the learned bound -{bound:.3f}), last block {map_differ.sum():,} of {map_differ.size:,}")
+
     for key in ("quicknet", "bineal", "bineal_int8"):
         paths[f"{key}_stem"] = os.path.join(folder, f"{key}_stem.tflite")
         with open(paths[key], "rb") as f, open(paths[f"{key}_stem"], "wb") as out:
@@ -126,7 +152,7 @@ def main() -> None:
     order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8", "quicknet_stem", "bineal_stem",
              "bineal_int8_stem"] + [k for k in paths if "_ops" in k]
     comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
-                           kernel="indirect_bgemm")
+                           kernel="indirect_bgemm", xnnpack=args.xnnpack)
     print(comparison.to_text())
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]

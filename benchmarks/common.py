@@ -157,3 +157,42 @@ def stem_prefix(flatbuffer: bytes) -> bytes:
     if "LceBconv2d" not in names:
         raise ValueError("the file has no LceBconv2d")
     return truncate(flatbuffer, names.index("LceBconv2d"))
+
+
+def _prefix_output(flatbuffer: bytes, ops: int, x: np.ndarray) -> np.ndarray:
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return np.asarray(Interpreter(truncate(flatbuffer, ops), num_threads=1, use_indirect_bgemm=True).predict(x))
+
+
+def bineal_stem_signs(model, flatbuffer: bytes, x: np.ndarray):
+    """BiNeal's stem before its sign, on ``x``: ``(training, converted)``, the training form's
+    stem batch-norm output minus its sign layer's threshold and the converted file's first
+    ``CONV_2D`` output (int8 in an ``int8=True`` file). Their signs should agree wherever the
+    training form's value is not within float error of 0."""
+    import tensorflow as tf
+
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+    from larq_poke.converters.rewrites.bineal import sign_threshold
+
+    training = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(x).numpy()
+    training -= sign_threshold(model.get_layer("stem.act"))
+    names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
+    return training, _prefix_output(flatbuffer, names.index("CONV_2D") + 1, x)
+
+
+def bineal_last_signs(model, flatbuffer: bytes, x: np.ndarray):
+    """The ±1 map BiNeal's global average pool reads (the last block's output), on ``x``:
+    ``(training, converted)``, from the Keras model and from the op before the file's pool
+    (``AVERAGE_POOL_2D``, ±127, in an ``int8=True`` file; ``MEAN``, ±1, in a float one)."""
+    import tensorflow as tf
+
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+
+    pools = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D)]
+    if len(pools) != 1:
+        raise ValueError(f"expected one global average pool, found {len(pools)}")
+    training = tf.keras.Model(model.inputs, pools[0].input)(x).numpy()
+    names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
+    pool = next(i for i, name in enumerate(names) if name in ("AVERAGE_POOL_2D", "MEAN"))
+    return training, _prefix_output(flatbuffer, pool, x)

@@ -3,6 +3,9 @@ trained-like parameters: negative and zero gains, every α granularity, both ski
 snapped thresholds against brute force, the LCE deployment (census, bit-packed outputs, parity)
 and the bad inputs."""
 
+import importlib.util
+from pathlib import Path
+
 import larq as lq
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names
 from larq_poke.zoo import BiNeal, build
 
 SIZE = 32
+COMMON = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
 
 
 def trained_like(model, seed=0, zero_gamma=True):
@@ -256,16 +260,21 @@ def test_numpy_widths_and_fixed_zoo_names():
         build("bineal-1.0x", width_multiplier=2.0)
 
 
-def _tflite_prefix(flatbuffer: bytes, ops: int, x: np.ndarray) -> np.ndarray:
-    """The output of the first ``ops`` ops of a one-subgraph file, in the LCE interpreter."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-    from tensorflow.lite.tools import flatbuffer_utils
+def _benchmark_common():
+    """``benchmarks/common.py``, which reads the stem's signs out of a converted file."""
+    spec = importlib.util.spec_from_file_location("benchmark_common", COMMON)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
-    graph = tree.subgraphs[0]
-    graph.outputs, graph.operators = [graph.operators[ops - 1].outputs[0]], graph.operators[:ops]
-    prefix = bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
-    return np.asarray(Interpreter(prefix, num_threads=1).predict(x))
+
+def assert_int8_stem_keeps_the_signs(model, flatbuffer, images):
+    """The int8 file's stem output has the training form's sign wherever that is not within
+    float error of 0 (the two compute the same integer sum in different orders)."""
+    training, int8_stem = _benchmark_common().bineal_stem_signs(model, flatbuffer, images)
+    assert int8_stem.dtype == np.int8 and int8_stem.shape == training.shape
+    differ = (int8_stem >= 0) != (training >= 0)
+    assert np.all(np.abs(training[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
 
 
 def test_int8_stem_and_classifier(converted):
@@ -281,8 +290,10 @@ def test_int8_stem_and_classifier(converted):
     try:
         assert model.get_layer("stem.conv").input_quantizer.bounds.shape == (1,)  # int8's per-tensor grid
         result = convert(model, int8=True, sample_inputs=images)
-        pre_sign = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(images).numpy()
-        pre_sign -= sign_threshold(model.get_layer("stem.act"))
+        # The int8 stem keeps the training form's signs: its input on the quantizer's own grid
+        # and its integer thresholds keep int8 rounding from moving any value across zero. (With
+        # the input range (−b, b) instead of the grid, 49 of these 65,536 signs flipped.)
+        assert_int8_stem_keeps_the_signs(model, result.flatbuffer, images)
     finally:
         for name in ("stem.conv", "classifier"):
             quantizer = model.get_layer(name).input_quantizer
@@ -297,14 +308,6 @@ def test_int8_stem_and_classifier(converted):
     # The stem conv and the classifier (a 1x1 conv) are int8; the body's only float op is ADD.
     assert int8_ops.get("CONV_2D") == 2, int8_ops
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
-    # The int8 stem keeps the training form's signs: its input on the quantizer's own grid, its
-    # output range and half-step bias keep int8 rounding from moving any value across zero.
-    # (With the input range (−b, b) instead of the grid, 49 of these 65,536 signs flipped.)
-    stem_conv = [op.index for op in info.operators if op.op_type == "CONV_2D"][0]
-    int8_stem = _tflite_prefix(result.flatbuffer, stem_conv + 1, images)
-    assert int8_stem.dtype == np.int8 and int8_stem.shape == pre_sign.shape
-    differ = (int8_stem >= 0) != (pre_sign >= 0)
-    assert np.all(np.abs(pre_sign[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
 
 
 def test_int8_stem_signs_with_zero_and_negative_gains():
@@ -319,12 +322,7 @@ def test_int8_stem_signs_with_zero_and_negative_gains():
     images = _images(8, seed=10)
     calibrate_activation_bounds(model, images)
     result = convert(model, int8=True, sample_inputs=images, verify=False)
-    pre_sign = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(images).numpy()
-    pre_sign -= sign_threshold(model.get_layer("stem.act"))
-    stem_conv = [op.index for op in result.model_info.operators if op.op_type == "CONV_2D"][0]
-    int8_stem = _tflite_prefix(result.flatbuffer, stem_conv + 1, images)
-    differ = (int8_stem >= 0) != (pre_sign >= 0)
-    assert np.all(np.abs(pre_sign[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
+    assert_int8_stem_keeps_the_signs(model, result.flatbuffer, images)
 
 
 def test_int8_sample_images_from_the_command_line(converted, tmp_path):

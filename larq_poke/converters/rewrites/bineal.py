@@ -553,6 +553,16 @@ def _stem_parts(model, act):
     return conv, bn, pool
 
 
+def _require_calibrated_bounds(conv) -> None:
+    """Refuse an 8-bit conv whose learned input bounds still hold the uncalibrated -1."""
+    if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
+        raise MissingQuantizationInfoError(
+            f"int8 requested, but the 8-bit input bounds of {conv.name} are uncalibrated (-1): train "
+            "the model with the bineal recipe, or set them with "
+            "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
+        )
+
+
 def _share_concatenated_ranges(model, ranges: dict) -> None:
     """Give the int8 tensors that one CONCATENATION joins the union of their ranges: int8
     concatenation keeps one scale for all its inputs, so a narrower input range would clip the
@@ -579,11 +589,11 @@ def _int8_model(model, calibration_inputs):
     )
 
     folded = fold_bineal(model, allow_untrained=True)
-    stems, heads = {}, {}
+    stems, heads = {}, {}  # stems: sign layer name -> (conv, bn, pool, sign layer)
     for act in [layer for layer in model.layers if isinstance(layer, BiNealSign)]:
         parts = _stem_parts(model, act)
         if parts is not None:
-            stems[act.name] = parts
+            stems[act.name] = (*parts, act)
     scores = {}  # 8-bit convs reading a ±1 map (dense-prediction heads)
     signs = {id(node_output(model, layer)) for layer in model.layers if isinstance(layer, BiNealSign)}
     users = consumers(model)
@@ -596,16 +606,10 @@ def _int8_model(model, calibration_inputs):
             scores[layer.name] = layer
         elif layer.name not in stem_convs and (chain := _int8_conv_chain(model, layer, users)) is not None:
             units[(chain[2] or chain[1] or chain[0]).name] = chain
-    for conv, _, _ in stems.values():
-        if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
-            raise MissingQuantizationInfoError(
-                f"int8 requested, but the 8-bit input bounds of {conv.name} are uncalibrated (-1): train "
-                "the model with the bineal recipe, or set them with "
-                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
-            )
+    for conv in [parts[0] for parts in stems.values()] + [chain[0] for chain in units.values()]:
+        _require_calibrated_bounds(conv)
     ranges = {}
-    for name in stems:
-        act = model.get_layer(name)
+    for name, (_, _, _, act) in stems.items():
         if [layer.name for layer in users[id(node_inputs(model, act)[0])]] == [name]:
             ranges[name] = None  # read only by its sign: exact with a fixed range
     measured = [
@@ -615,36 +619,28 @@ def _int8_model(model, calibration_inputs):
     ]
     images, noise_checks = (calibration_images(model, calibration_inputs, "BiNeal", " and ".join(measured))
                             if measured else (None, ()))
-    for name, (conv, bn, pool) in stems.items():
+    for name, (conv, bn, pool, act) in stems.items():
         if name in ranges:
             continue
-        act = model.get_layer(name)
         probe = DeployableBiNealStem(conv, bn, pool, act, output_range=(-1.0, 1.0))
         x = tf.keras.Model(model.inputs, node_inputs(model, conv)[0])(images)
         ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
     for name in list(heads) + list(scores):
         ranges[name] = measured_range(tf.keras.Model(folded.inputs, node_output(folded, folded.get_layer(name)))(images))
-    for conv in [chain[0] for chain in units.values()]:
-        if not np.all(as_numpy(conv.input_quantizer.bounds) >= 0):
-            raise MissingQuantizationInfoError(
-                f"int8 requested, but the 8-bit input bounds of {conv.name} are uncalibrated (-1): train "
-                "the model with the bineal recipe, or set them with "
-                "larq_poke.converters.rewrites.pokebnn.calibrate_activation_bounds(model, images)."
-            )
     for name in units:
         ranges[name] = measured_range(tf.keras.Model(model.inputs, node_output(model, model.get_layer(name)))(images))
     _share_concatenated_ranges(model, ranges)
     # In the folded model the stem's sign is gone (its threshold is in the shifted BN): replace
     # conv → BN → pool at the pool (at the BN without a pool).
-    at_pool = {(parts[2] or parts[1]).name: (act, parts) for act, parts in stems.items()}
+    at_pool = {(parts[2] or parts[1]).name: parts for parts in stems.values()}
     inside = {layer.name for parts in stems.values() for layer in parts[:2]} - set(at_pool)
     inside |= {layer.name for chain in units.values() for layer in chain if layer is not None} - set(units)
     pending_pool = {}
 
     def substitute(layer, args, inbound, output, new):
         if layer.name in at_pool:
-            act, (conv, bn, pool) = at_pool[layer.name]
-            stem = DeployableBiNealStem(conv, bn, pool, model.get_layer(act), output_range=ranges[act], name=act)
+            conv, bn, pool, act = at_pool[layer.name]
+            stem = DeployableBiNealStem(conv, bn, pool, act, output_range=ranges[act.name], name=act.name)
             return stem(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in inside:
             return args[0]
