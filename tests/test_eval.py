@@ -105,3 +105,31 @@ def test_convert_carries_the_training_preprocessing_into_the_tflite(model, folde
     for source in (tmp_path / "model.keras", tflite):
         assert main(["eval", str(source), "--dataset", str(folder), "--split", "test"]) == 0
         assert capsys.readouterr().out.strip().splitlines()[-1] == f"eval: top1={top1:.4f} top5=1.0000 n=21"
+
+
+def test_cli_saves_every_top1_prediction_in_the_data_order(model, folder, tmp_path, capsys):
+    """``--predictions``: the saved classes are the Keras model's argmax over the data set's
+    images in the order it yields them, for the model file and its ``.tflite`` alike."""
+    from larq_poke.converters import convert
+    from larq_poke.data import load_dataset
+
+    batches = list(load_dataset(folder, "test", image_size=16, batch_size=4))
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    labels = np.concatenate([y.numpy() for _, y in batches])
+    expected = np.argmax(model.predict(images, verbose=0), -1)
+    assert len(set(expected.tolist())) > 1  # an order mistake would show
+    model.save(tmp_path / "tiny.keras")
+    convert(model, verify=False).save(tmp_path / "tiny.tflite")
+    for source in ("tiny.keras", "tiny.tflite"):
+        out = tmp_path / f"{source}.npy"
+        assert main(["eval", str(tmp_path / source), "--dataset", str(folder), "--split", "test",
+                     "--predictions", str(out)]) == 0
+        top1 = float(np.mean(expected == labels))
+        assert capsys.readouterr().out.strip().splitlines()[-1] == f"eval: top1={top1:.4f} top5=1.0000 n=21"
+        predictions = np.load(out)
+        assert predictions.dtype == np.int64 and np.array_equal(predictions, expected), source
+
+    assert main(["eval", str(tmp_path / "tiny.keras"), "--dataset", str(folder), "--split", "test",
+                 "--predictions", str(tmp_path / "keras.txt")]) == 2
+    assert "ending in .npy" in capsys.readouterr().err
+    assert not (tmp_path / "keras.txt").exists() and not (tmp_path / "keras.txt.npy").exists()

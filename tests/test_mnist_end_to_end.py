@@ -26,5 +26,6 @@ def test_digits_teacher_and_bnext_student_learn_and_deploy(tmp_path):
                              "--teacher-epochs", "6", "--epochs", "bnext=4", "--students", "bnext"])
     assert result["teacher_top1"] >= 0.85  # chance is 0.1
     assert result["bnext_keras_top1"] >= 0.5
-    # The converted file scores what the Keras model scores (within one digit in 300).
+    # The converted file predicts what the Keras model predicts (all but at most one digit in 300).
     assert abs(result["bnext_tflite_top1"] - result["bnext_keras_top1"]) <= 1 / 300 + 1e-9
+    assert result["bnext_tflite_changed"] <= 1

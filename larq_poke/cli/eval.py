@@ -4,6 +4,7 @@
 larq-poke eval bnext-t --weights imagenet --dataset imagenet2012 --split validation --data-dir ~/imagenet
 larq-poke eval model.tflite --dataset digits/ --split test --preprocessing plain
 larq-poke eval my_model.h5 --dataset cifar10
+larq-poke eval model.tflite --dataset digits/ --predictions tflite.npy   # top-1 class per image
 ```
 
 MODEL_OR_FILE is a zoo name (with ``--weights``), a saved Keras model, or a ``.tflite`` (run in
@@ -11,7 +12,8 @@ the LCE interpreter). The preprocessing is ``--preprocessing``, else the one the
 trained with (``bnext`` for BNext's ImageNet weights), for a ``.tflite`` written by
 ``larq-poke train`` the one stored in its metadata, for a Keras model file written by
 ``larq-poke train`` the one in the ``preprocessing.json`` beside it, else ``plain``. The last line is
-``eval: top1=… top5=… n=…``.
+``eval: top1=… top5=… n=…``. ``--predictions FILE.npy`` also saves every image's top-1 class,
+in the data set's order: two files' predictions compared show how many a conversion changes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="TFDS data folder; for imagenet2012 also where the manual download is looked for")
     parser.add_argument("--manual-dir", default=None, help="folder with the ImageNet tar files")
+    parser.add_argument("--predictions", default=None, metavar="FILE.npy",
+                        help="save the top-1 class of every image, in the data set's order, as a NumPy file")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     parser.set_defaults(func=run)
 
@@ -76,6 +80,8 @@ def run(args) -> int:
     from larq_poke.data import dataset_info, load_dataset
     from larq_poke.train.evaluate import TFLiteClassifier, evaluate
 
+    if args.predictions is not None and not args.predictions.endswith(".npy"):
+        raise ValueError(f"--predictions {args.predictions!r}: give a file name ending in .npy")
     prep = _preprocessing(args)
     progress("eval", f"loading {args.model} ...")
     if args.model.endswith(".tflite"):
@@ -100,7 +106,12 @@ def run(args) -> int:
     progress("eval", f"evaluating on {args.dataset} ({args.split}) at {int(size)}x{int(size)} ...")
     data = load_dataset(args.dataset, args.split, preprocessing=prep, image_size=int(size),
                         batch_size=args.batch_size, data_dir=args.data_dir, manual_dir=_manual_dir(args))
-    metrics = evaluate(model, data)
+    metrics = evaluate(model, data, with_predictions=args.predictions is not None)
+    if args.predictions is not None:
+        import numpy as np
+
+        np.save(args.predictions, metrics.pop("predictions"))
+        progress("eval", f"top-1 predictions saved to {args.predictions}")
     if args.json:
         name = prep if isinstance(prep, str) else prep.to_dict()
         emit_json(args, {**metrics, "preprocessing": name, "image_size": int(size)})

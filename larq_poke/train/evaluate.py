@@ -7,6 +7,7 @@ test = load_dataset("imagenet2012", "validation", manual_dir="~/imagenet", prepr
                     batch_size=50)
 evaluate(model, test)                 # {'top1': 0.724, 'top5': 0.906, 'n': 50000}
 evaluate("bnext_t.tflite", test)      # the flatbuffer, in the LCE interpreter
+evaluate(model, test, with_predictions=True)["predictions"]  # top-1 class per image, in order
 ```
 """
 
@@ -40,12 +41,15 @@ class TFLiteClassifier:
         return np.asarray(self.interpreter.predict(np.asarray(images, np.float32)))
 
 
-def evaluate(model, dataset, *, top_k: int = 5) -> dict:
+def evaluate(model, dataset, *, top_k: int = 5, with_predictions: bool = False) -> dict:
     """``{"top1", "top5", "n"}`` of ``model`` (Keras model, :class:`TFLiteClassifier`, or a path
-    to a ``.tflite``) over ``dataset`` (batches of ``(image, label)``)."""
+    to a ``.tflite``) over ``dataset`` (batches of ``(image, label)``). ``with_predictions``
+    adds ``"predictions"``: the top-1 class of every image in the data set's order (an int64
+    array), to count how many predictions a conversion changes."""
     if isinstance(model, (str, os.PathLike)):
         model = TFLiteClassifier(model)
     correct1 = correctk = total = 0
+    predictions = []
     for images, labels in dataset:
         if isinstance(model, TFLiteClassifier):
             logits = model(images.numpy())
@@ -55,9 +59,13 @@ def evaluate(model, dataset, *, top_k: int = 5) -> dict:
         labels = np.asarray(labels).reshape(-1)
         k = min(top_k, logits.shape[-1])
         ranked = np.argsort(-logits, axis=-1)[:, :k]
+        predictions.append(ranked[:, 0].astype(np.int64))
         correct1 += int(np.sum(ranked[:, 0] == labels))
         correctk += int(np.sum(np.any(ranked == labels[:, None], axis=-1)))
         total += len(labels)
     if not total:
         raise ValueError("the evaluation data set is empty.")
-    return {"top1": correct1 / total, f"top{top_k}": correctk / total, "n": total}
+    metrics = {"top1": correct1 / total, f"top{top_k}": correctk / total, "n": total}
+    if with_predictions:
+        metrics["predictions"] = np.concatenate(predictions)
+    return metrics
