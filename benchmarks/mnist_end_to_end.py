@@ -123,7 +123,7 @@ def larq_poke_command(*args: str) -> str:
 def evaluate(model: Path, digits: Path) -> dict:
     """``larq-poke eval MODEL --dataset DIGITS --split test --predictions ...``: its metrics and
     the top-1 class of every test digit."""
-    predictions = model.with_name(model.stem + "_test_predictions.npy")
+    predictions = model.with_name(f"{model.stem}_{model.suffix.lstrip('.')}_test_predictions.npy")
     evaluated = larq_poke_command("eval", str(model), "--dataset", str(digits), "--split", "test", "--json",
                                   "--predictions", str(predictions))
     return {**json.loads(evaluated), "predictions": np.load(predictions)}  # --json: stdout holds only the metrics
