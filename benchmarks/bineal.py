@@ -24,7 +24,9 @@ PokeBNN-1.0x and BNext-T). Figures:
 * ``body_overhead``: the same O with each file's stem taken out. The stem is every op before the
   first binary conv (its ``LceQuantize`` included); the run times it as a file of its own, cut
   from the converted file (``common.stem_prefix``), so body and head = whole file − stem. Prefixes
-  ending at each op of the first block split that block op by op (not in the last line);
+  ending at each op of the first block split that block op by op, and prefixes ending at the
+  7×7 int8 stem conv compare it with the int8 ResNet-18's identical stem conv (not in the last
+  line);
 * ``int8_resnet18_ratio`` = ResNet-18 int8 latency / BiNeal int8 latency (the paper claims ≥ 1.3×
   on a Snapdragon 845 with its Bolt engine; x86 reference kernels are no guide to ARM);
 * ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
@@ -126,6 +128,16 @@ def main() -> None:
         with open(paths[key], "rb") as f, open(paths[f"{key}_stem"], "wb") as out:
             out.write(common.stem_prefix(f.read()))
 
+    # The 7x7 int8 stem conv alone (its input QUANTIZE and CONV_2D) in BiNeal and in the int8
+    # ResNet-18, whose stem is the same conv: does BiNeal's int8 stem cost what int8 costs?
+    for key in ("bineal_int8", "resnet18_int8"):
+        with open(paths[key], "rb") as f:
+            flatbuffer = f.read()
+        names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
+        paths[f"{key}_stem_conv"] = os.path.join(folder, f"{key}_stem_conv.tflite")
+        with open(paths[f"{key}_stem_conv"], "wb") as out:
+            out.write(common.truncate(flatbuffer, names.index("CONV_2D") + 1))
+
     # The first block, op by op: prefixes of the file that end at each op from the first binary
     # conv to the first LceQuantize after it (the one that feeds the next block).
     block_ops = {}
@@ -150,7 +162,7 @@ def main() -> None:
         block_ops[key] = labels
 
     order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8", "quicknet_stem", "bineal_stem",
-             "bineal_int8_stem"] + [k for k in paths if "_ops" in k]
+             "bineal_int8_stem", "bineal_int8_stem_conv", "resnet18_int8_stem_conv"] + [k for k in paths if "_ops" in k]
     comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
                            kernel="indirect_bgemm", xnnpack=args.xnnpack)
     print(comparison.to_text())
@@ -168,6 +180,8 @@ def main() -> None:
           f"int8 {latency['bineal_int8_stem']:.2f} ms, BiNeal float {latency['bineal_stem']:.2f} ms; body "
           f"and head: QuickNet {body('quicknet'):.2f} ms, BiNeal int8 {body('bineal_int8'):.2f} ms, "
           f"BiNeal float {body('bineal'):.2f} ms")
+    print(f"7x7 int8 stem conv (file prefix ending at the first CONV_2D): BiNeal {latency['bineal_int8_stem_conv']:.2f}"
+          f" ms, ResNet-18 {latency['resnet18_int8_stem_conv']:.2f} ms")
     for key, labels in block_ops.items():
         steps = ", ".join(f"{label} {latency[f'{key}_ops{n}'] - latency[f'{key}_ops{n - 1}']:.2f}"
                           for n, label in labels)
