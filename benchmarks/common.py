@@ -159,12 +159,6 @@ def stem_prefix(flatbuffer: bytes) -> bytes:
     return truncate(flatbuffer, names.index("LceBconv2d"))
 
 
-def _prefix_output(flatbuffer: bytes, ops: int, x: np.ndarray) -> np.ndarray:
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    return np.asarray(Interpreter(truncate(flatbuffer, ops), num_threads=1, use_indirect_bgemm=True).predict(x))
-
-
 def bineal_stem_signs(model, flatbuffer: bytes, x: np.ndarray):
     """BiNeal's stem before its sign, on ``x``: ``(training, converted)``, the training form's
     stem batch-norm output minus its sign layer's threshold and the converted file's first
@@ -178,7 +172,7 @@ def bineal_stem_signs(model, flatbuffer: bytes, x: np.ndarray):
     training = tf.keras.Model(model.inputs, model.get_layer("stem.bn").output)(x).numpy()
     training -= sign_threshold(model.get_layer("stem.act"))
     names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
-    return training, _prefix_output(flatbuffer, names.index("CONV_2D") + 1, x)
+    return training, tflite_predict(truncate(flatbuffer, names.index("CONV_2D") + 1), x)
 
 
 def bineal_last_signs(model, flatbuffer: bytes, x: np.ndarray):
@@ -195,4 +189,4 @@ def bineal_last_signs(model, flatbuffer: bytes, x: np.ndarray):
     training = tf.keras.Model(model.inputs, pools[0].input)(x).numpy()
     names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
     pool = next(i for i, name in enumerate(names) if name in ("AVERAGE_POOL_2D", "MEAN"))
-    return training, _prefix_output(flatbuffer, pool, x)
+    return training, tflite_predict(truncate(flatbuffer, pool), x)

@@ -5,6 +5,7 @@ looked up in ``$LARQ_POKE_GOLDEN_DIR`` or in ``../shared/golden`` next to the ch
 the golden tests skip with the reason, except under ``CI=true`` where they fail.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -100,3 +101,12 @@ def run_two_workers(command, timeout: int = 600):
         assert process.returncode == 0, f"worker {index} failed:\n{err[-3000:]}"
         outputs.append(out)
     return outputs
+
+
+@pytest.fixture(scope="session")
+def benchmark_common():
+    """``benchmarks/common.py`` (file prefixes, BiNeal's sign read-outs), loaded once."""
+    spec = importlib.util.spec_from_file_location("benchmark_common", REPO_ROOT / "benchmarks" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

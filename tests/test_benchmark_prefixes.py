@@ -2,25 +2,12 @@
 ops (``benchmarks/bineal.py``): a prefix must compute exactly what the model computes up to its
 last op, checked against the Keras model's own intermediate outputs."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
 import larq as lq
 import tensorflow as tf
-
-COMMON = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
-
-
-@pytest.fixture(scope="module")
-def common():
-    spec = importlib.util.spec_from_file_location("benchmark_common", COMMON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
@@ -29,7 +16,7 @@ def _run(flatbuffer: bytes, x: np.ndarray) -> np.ndarray:
     return Interpreter(flatbuffer, num_threads=1).predict(x)
 
 
-def test_truncate_outputs_the_intermediate_tensor_of_the_keras_model(common):
+def test_truncate_outputs_the_intermediate_tensor_of_the_keras_model(benchmark_common):
     inputs = tf.keras.Input((8, 8, 3))
     first = tf.keras.layers.Conv2D(4, 3, activation="relu", name="first")(inputs)
     second = tf.keras.layers.Conv2D(5, 1, name="second")(first)
@@ -40,15 +27,15 @@ def test_truncate_outputs_the_intermediate_tensor_of_the_keras_model(common):
 
     for ops, layer in ((1, "first"), (2, "second")):
         expected = tf.keras.Model(inputs, model.get_layer(layer).output)(x).numpy()
-        np.testing.assert_allclose(_run(common.truncate(flatbuffer, ops), x), expected, atol=1e-5)
-    np.testing.assert_allclose(_run(common.truncate(flatbuffer, 4), x), model(x).numpy(), atol=1e-5)
+        np.testing.assert_allclose(_run(benchmark_common.truncate(flatbuffer, ops), x), expected, atol=1e-5)
+    np.testing.assert_allclose(_run(benchmark_common.truncate(flatbuffer, 4), x), model(x).numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="ops=5: the file has 4 ops"):
-        common.truncate(flatbuffer, 5)
+        benchmark_common.truncate(flatbuffer, 5)
     with pytest.raises(ValueError, match="has no LceBconv2d"):
-        common.stem_prefix(flatbuffer)
+        benchmark_common.stem_prefix(flatbuffer)
 
 
-def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(common):
+def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(benchmark_common):
     import larq_compute_engine as lce
 
     inputs = tf.keras.Input((6, 6, 3))
@@ -60,7 +47,7 @@ def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(comm
     flatbuffer = lce.convert_keras_model(model)
     x = np.random.default_rng(1).normal(size=(1, 6, 6, 3)).astype(np.float32)
 
-    words = _run(common.stem_prefix(flatbuffer), x)
+    words = _run(benchmark_common.stem_prefix(flatbuffer), x)
     assert words.dtype == np.int32 and words.shape == (1, 6, 6, 2)  # 40 channels -> 2 words
     # LCE packs channel c into bit c % 32 of word c // 32, a set bit meaning -1.
     bits = (words[..., :, None].astype(np.uint32) >> np.arange(32, dtype=np.uint32)) & 1

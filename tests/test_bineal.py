@@ -3,9 +3,6 @@ trained-like parameters: negative and zero gains, every α granularity, both ski
 snapped thresholds against brute force, the LCE deployment (census, bit-packed outputs, parity)
 and the bad inputs."""
 
-import importlib.util
-from pathlib import Path
-
 import larq as lq
 import numpy as np
 import pytest
@@ -18,7 +15,6 @@ from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names
 from larq_poke.zoo import BiNeal, build
 
 SIZE = 32
-COMMON = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
 
 
 def trained_like(model, seed=0, zero_gamma=True):
@@ -260,24 +256,17 @@ def test_numpy_widths_and_fixed_zoo_names():
         build("bineal-1.0x", width_multiplier=2.0)
 
 
-def _benchmark_common():
-    """``benchmarks/common.py``, which reads the stem's signs out of a converted file."""
-    spec = importlib.util.spec_from_file_location("benchmark_common", COMMON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def assert_int8_stem_keeps_the_signs(model, flatbuffer, images):
+def assert_int8_stem_keeps_the_signs(common, model, flatbuffer, images):
     """The int8 file's stem output has the training form's sign wherever that is not within
-    float error of 0 (the two compute the same integer sum in different orders)."""
-    training, int8_stem = _benchmark_common().bineal_stem_signs(model, flatbuffer, images)
+    float error of 0 (the two compute the same integer sum in different orders). ``common``:
+    ``benchmarks/common.py``, which reads the stem out of the file."""
+    training, int8_stem = common.bineal_stem_signs(model, flatbuffer, images)
     assert int8_stem.dtype == np.int8 and int8_stem.shape == training.shape
     differ = (int8_stem >= 0) != (training >= 0)
     assert np.all(np.abs(training[differ]) < 1e-5), f"{differ.sum()} of {differ.size} stem signs differ"
 
 
-def test_int8_stem_and_classifier(converted):
+def test_int8_stem_and_classifier(converted, benchmark_common):
     from larq_poke.converters.conversion_report import QuantizationInfoError
     from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
@@ -293,7 +282,7 @@ def test_int8_stem_and_classifier(converted):
         # The int8 stem keeps the training form's signs: its input on the quantizer's own grid
         # and its integer thresholds keep int8 rounding from moving any value across zero. (With
         # the input range (−b, b) instead of the grid, 49 of these 65,536 signs flipped.)
-        assert_int8_stem_keeps_the_signs(model, result.flatbuffer, images)
+        assert_int8_stem_keeps_the_signs(benchmark_common, model, result.flatbuffer, images)
     finally:
         for name in ("stem.conv", "classifier"):
             quantizer = model.get_layer(name).input_quantizer
@@ -310,7 +299,7 @@ def test_int8_stem_and_classifier(converted):
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
 
 
-def test_int8_stem_signs_with_zero_and_negative_gains():
+def test_int8_stem_signs_with_zero_and_negative_gains(benchmark_common):
     """The int8 stem's integer thresholds with BN scales of both signs and exactly 0 (an
     all-zero channel of the folded kernel, whose sign is its bias's). A bias rounded to the
     int32 grid, with only a half-step output shift, flips 2 of these 65,536 signs."""
@@ -322,7 +311,7 @@ def test_int8_stem_signs_with_zero_and_negative_gains():
     images = _images(8, seed=10)
     calibrate_activation_bounds(model, images)
     result = convert(model, int8=True, sample_inputs=images, verify=False)
-    assert_int8_stem_keeps_the_signs(model, result.flatbuffer, images)
+    assert_int8_stem_keeps_the_signs(benchmark_common, model, result.flatbuffer, images)
 
 
 def test_int8_sample_images_from_the_command_line(converted, tmp_path):
