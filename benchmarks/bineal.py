@@ -32,7 +32,9 @@ PokeBNN-1.0x and BNext-T). Figures:
 * ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
 
 Also printed: how many of the int8 file's stem signs and last-block signs (the ±1 map the pool
-reads) differ from the training form's on 4 held-out images.
+reads) differ from the training form's on 4 held-out images; and a what-if, ``bineal_int8_adds``:
+the int8 file with the blocks' branch outputs and ADDs in int8 as well (``common.bineal_int8_adds``;
+not exact, so not a deployment form), its latency, O and sign agreement.
 
 Last line::
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections import Counter
 
 import common
 import numpy as np
@@ -123,6 +126,25 @@ def main() -> None:
           f"{stem_differ.size:,} differ ({ties} within 1e-5 of the threshold; {np.sum(held_out < -bound):,} input "
           f"values below the learned bound -{bound:.3f}), last block {map_differ.sum():,} of {map_differ.size:,}")
 
+    # What-if: the blocks' branch outputs and ADDs in int8 as well (LCE's binary convs then write
+    # int8, the ADDs run in int8). Not exact; timed below against the float-add int8 file.
+    int8_adds, int8_adds_flatbuffer = common.bineal_int8_adds(bineal, common.images(4, size, seed=11))
+    paths["bineal_int8_adds"] = os.path.join(folder, "bineal_int8_adds.tflite")
+    with open(paths["bineal_int8_adds"], "wb") as out:
+        out.write(int8_adds_flatbuffer)
+    adds_info = read_flatbuffer(int8_adds_flatbuffer)
+    adds_outputs = Counter(b.output for b in adds_info.bconvs)
+    adds_ops = Counter(info_op.op_type for info_op in adds_info.operators
+                       if info_op.op_type == "ADD" and adds_info.op_output_dtype(info_op) == "INT8")
+    training_logits = bineal.predict(held_out, verbose=0)
+    adds_training, adds_map = common.bineal_last_signs(bineal, int8_adds_flatbuffer, held_out)
+    adds_differ = np.sign(adds_map) != adds_training
+    adds_top1 = np.mean(common.tflite_predict(int8_adds_flatbuffer, held_out).argmax(-1) == training_logits.argmax(-1))
+    int8_top1 = np.mean(common.tflite_predict(int8_flatbuffer, held_out).argmax(-1) == training_logits.argmax(-1))
+    print(f"bineal_int8_adds (what-if, not a deployment form): bconv outputs {dict(adds_outputs)}, int8 ADDs "
+          f"{sum(adds_ops.values())}; last block {adds_differ.sum():,} of {adds_differ.size:,} signs differ from the "
+          f"training form; top-1 agreement with it {adds_top1:.2f} (float-add int8 file: {int8_top1:.2f})")
+
     for key in ("quicknet", "bineal", "bineal_int8"):
         paths[f"{key}_stem"] = os.path.join(folder, f"{key}_stem.tflite")
         with open(paths[key], "rb") as f, open(paths[f"{key}_stem"], "wb") as out:
@@ -161,7 +183,7 @@ def main() -> None:
                 labels.append((index + 1, label))
         block_ops[key] = labels
 
-    order = ["quicknet", "bineal", "bineal_int8", "resnet18_int8", "quicknet_stem", "bineal_stem",
+    order = ["quicknet", "bineal", "bineal_int8", "bineal_int8_adds", "resnet18_int8", "quicknet_stem", "bineal_stem",
              "bineal_int8_stem", "bineal_int8_stem_conv", "resnet18_int8_stem_conv"] + [k for k in paths if "_ops" in k]
     comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
                            kernel="indirect_bgemm", xnnpack=args.xnnpack)
@@ -191,6 +213,9 @@ def main() -> None:
           f"{overhead:.2f} (float stem and head: {overhead_float:.2f}; without the stems: "
           f"{body_overhead:.2f}); ResNet-18 int8 / BiNeal int8 latency "
           f"{resnet_ratio:.2f}")
+    print(f"int8 branch outputs and ADDs (what-if): {latency['bineal_int8_adds']:.2f} ms, "
+          f"{latency['bineal_int8_adds'] / latency['bineal_int8']:.2f} x the float-add int8 file, overhead O = "
+          f"{latency['bineal_int8_adds'] / latency['quicknet'] / bops_ratio:.2f}")
     int4 = more_cycles["bineal-1.0x, INT4 branch outputs (D6)"]
     for label, cycles in (("float", costs["bineal"]["cycles"]), ("INT4 (D6)", int4)):
         print(f"estimated cycles, BiNeal with {label} branch outputs: ResNet-18 int8 / BiNeal "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -190,3 +191,47 @@ def bineal_last_signs(model, flatbuffer: bytes, x: np.ndarray):
     names = [op.op_type for op in read_flatbuffer(flatbuffer).operators]
     pool = next(i for i, name in enumerate(names) if name in ("AVERAGE_POOL_2D", "MEAN"))
     return training, tflite_predict(truncate(flatbuffer, pool), x)
+
+
+def bineal_int8_adds(model, calibration: np.ndarray):
+    """BiNeal's ``int8=True`` deployable form with its blocks' branch outputs and ADDs in int8 too:
+    a per-tensor int8 fake quant on both inputs and the output of every block ADD, over ranges
+    measured on ``calibration``, so that LCE's binary convs write int8 instead of float and the
+    ADDs run in int8. Returns ``(keras_model, flatbuffer)``.
+
+    Not exact: int8 rounding moves branch sums that lie near a block's threshold across it. It
+    is the benchmark's what-if for int8 adds (D6 deploys float or int8 adds), not a deployment
+    form of the library."""
+    import larq_compute_engine as lce
+    import tensorflow as tf
+
+    from larq_poke.converters.export import inference_saved_model
+    from larq_poke.converters.rewrites.bineal import bineal_deployable
+    from larq_poke.converters.rewrites.common import fake_quant, measured_range
+    from larq_poke.keras_graph import node_inputs, node_output, rebuild_functional
+    from larq_poke.layers.bineal import bineal_block_names
+
+    deployable = bineal_deployable(model, int8=True, calibration_inputs=calibration)
+    adds = {f"{name}.add" for name in bineal_block_names(model)}
+    ranges = {}
+    for name in adds:
+        layer = deployable.get_layer(name)
+        tensors = list(node_inputs(deployable, layer)) + [node_output(deployable, layer)]
+        values = tf.keras.Model(deployable.inputs, tensors)(calibration)
+        ranges[name] = [measured_range(v.numpy()) for v in values]
+
+    def quantized(x, bounds, name):
+        return tf.keras.layers.Lambda(lambda t: fake_quant(t, *bounds), name=name)(x)
+
+    def substitute(layer, args, inbound, output, new):
+        if layer.name not in adds:
+            return None
+        main, skip, out = ranges[layer.name]
+        y = layer([quantized(args[0], main, f"{layer.name}.main_q"), quantized(args[1], skip, f"{layer.name}.skip_q")])
+        return quantized(y, out, f"{layer.name}.q")
+
+    variant = rebuild_functional(deployable, substitute)
+    with tempfile.TemporaryDirectory(prefix="larq-poke-int8-adds-") as directory:
+        inference_saved_model(variant, directory)
+        flatbuffer = lce.convert_saved_model(directory, target="arm")
+    return variant, flatbuffer

@@ -1,6 +1,7 @@
 """``benchmarks/common.py``'s file prefixes, which split a host latency into stem, body and single
 ops (``benchmarks/bineal.py``): a prefix must compute exactly what the model computes up to its
-last op, checked against the Keras model's own intermediate outputs."""
+last op, checked against the Keras model's own intermediate outputs. Also the benchmark's int8-add
+what-if for BiNeal, checked against LCE's census and its own Keras form."""
 
 import numpy as np
 import pytest
@@ -54,3 +55,18 @@ def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(benc
     negative = bits.reshape(1, 6, 6, 64)[..., :40].astype(bool)
     stem_out = tf.keras.Model(inputs, model.get_layer("stem").output)(x).numpy()
     np.testing.assert_array_equal(negative, stem_out < 0)
+
+
+def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmark_common):
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+
+    model = benchmark_common.bineal(1.0, 32)
+    variant, flatbuffer = benchmark_common.bineal_int8_adds(model, benchmark_common.images(4, 32, seed=3))
+    info = read_flatbuffer(flatbuffer)
+    # per block: the first main conv bit-packed, the second and the skip conv int8
+    assert [b.output for b in info.bconvs] == ["bitpacked", "int8", "int8"] * 8
+    adds = [op for op in info.operators if op.op_type == "ADD"]
+    assert len(adds) == 8 and {info.op_output_dtype(op) for op in adds} == {"INT8"}
+    # and it computes its Keras form (fake quant rounds as the int8 kernels do)
+    x = benchmark_common.images(4, 32, seed=4)
+    np.testing.assert_allclose(benchmark_common.tflite_predict(flatbuffer, x), variant.predict(x, verbose=0), atol=1e-4)
