@@ -37,6 +37,7 @@ from larq_poke.layers.bineal import ALPHA_GRANULARITIES, BN_EPSILON, BN_MOMENTUM
 from larq_poke.layers.pokebnn import eight_bit_classifier
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label, width_variant
 
 __all__ = ["BiNeal", "MODELS", "NO_IMAGENET_WEIGHTS", "stage_plan"]
@@ -126,7 +127,9 @@ def BiNeal(
         the model returns the last ±1 feature map (512m channels).
     num_classes: classifier outputs (default 1000); only with ``include_top=True``.
     weights: None (random init), "imagenet" (not published: raises) or a path to a Keras
-        weights file of this architecture.
+        ``.h5`` weights file of this architecture and options, e.g. the ``weights.h5`` of
+        ``larq-poke train bineal`` (:func:`~larq_poke.zoo.loading.load_keras_weights`). A
+        classifier's file also fills a model built with ``include_top=False`` (by layer name).
     skip_kernel: 1 (BiNeal, default) or 3 (the "BOLD"-like variant) for every block's skip conv.
     alpha: granularity of the weight term α: "channel", "pair" or "element".
     branch_bits: None (float branch add, default) or 4: the paper's INT4 add, as a learned
@@ -179,7 +182,7 @@ def BiNeal(
         x = eight_bit_classifier(x, num_classes, name="classifier", per_channel=False)
     model = ZooModel(inputs, x, name=name or f"bineal-{width_label(width_multiplier)}x")
     if weights is not None:
-        model.load_weights(weights)
+        load_keras_weights(model, weights)
     return model
 
 

@@ -5,7 +5,8 @@ checkpoint or an ``.npz``) or a mapping from the family's official variable name
 file's format is read from its bytes (:func:`larq_poke.checkpoints.detect_format`), the family
 from the model; the family translates the official names to Keras variables and checks every
 tensor (names, shapes, values) before it assigns any. Every zoo constructor's ``weights=`` and
-``larq-poke weights import`` go through here.
+``larq-poke weights import`` go through here; the families with no official checkpoints (BiNeal
+and its task models) read Keras ``.h5`` files only, through :func:`load_keras_weights`.
 
 ```python
 from larq_poke.zoo import BNextT, load_weights
@@ -34,6 +35,7 @@ __all__ = [
     "register_family",
     "family_of",
     "load_weights",
+    "load_keras_weights",
     "converted_weights_path",
     "PretrainedWeights",
     "import_weights",
@@ -111,17 +113,33 @@ def _keras_weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
 
+def _stored_shapes(f, name: str) -> list:
+    group = f[name]
+    weight_names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])]
+    return [tuple(group[n].shape) for n in weight_names]
+
+
 def _load_keras_h5(model, path: str) -> int:
-    """Load Keras weights; by layer name when the model has fewer weighted layers (no head)."""
+    """Load Keras weights; by layer name when the model has fewer weighted layers (no head).
+    Every layer's weight shapes are checked first, so a file that does not fit assigns nothing."""
     import h5py
 
     with h5py.File(path, "r") as f:
         raw = f.attrs.get("layer_names", [])
         names = [n.decode() if isinstance(n, bytes) else n for n in raw]
-        stored = {n for n in names if len(f[n].attrs.get("weight_names", []))}
+        stored = {n: _stored_shapes(f, n) for n in names if len(f[n].attrs.get("weight_names", []))}
     layers = _keras_weighted_layers(model)
+    for layer in layers:
+        # Keras' h5 order: trainable, then non-trainable weights
+        wanted = [tuple(w.shape) for w in layer.trainable_weights + layer.non_trainable_weights]
+        if layer.name in stored and stored[layer.name] != wanted:
+            raise ValueError(
+                f"{path} is a Keras weights file that does not fit {model.name}: layer {layer.name!r} has "
+                f"weights of shapes {wanted}, the file {stored[layer.name]} (another width, number of "
+                "classes or option?)"
+            )
     try:
-        if {layer.name for layer in layers} == stored:
+        if {layer.name for layer in layers} == set(stored):
             model.load_weights(path)
         else:
             missing = [layer.name for layer in layers if layer.name not in stored]
@@ -133,6 +151,38 @@ def _load_keras_h5(model, path: str) -> int:
     except (ValueError, KeyError) as err:
         raise ValueError(f"{path} is a Keras weights file that does not fit {model.name}: {err}") from err
     return len(model.weights)
+
+
+def load_keras_weights(model, path) -> int:
+    """Load a Keras ``.h5`` weights file into ``model`` (a zoo model with no official checkpoint
+    format: BiNeal and its task models); returns the number of the model's weights.
+
+    ```python
+    backbone = BiNeal(1.0, include_top=False, weights="runs/bineal/weights.h5")  # calls this
+    ```
+
+    The file's layers must include every weighted layer of ``model``: a classifier's file fills
+    a model built without its head, or a backbone, by layer name. ``ValueError`` naming the file
+    and the problem (missing file, another format, a layer or shape that does not fit); nothing
+    is assigned then, except for a shape mismatch found by Keras part-way (the error says so).
+    """
+    label = os.fspath(path)
+    if not os.path.isfile(label):
+        hint = ""
+        if os.path.isfile(label + ".index"):
+            hint = (" It is a TensorFlow checkpoint prefix: load it with model.load_weights(path), or save "
+                    "Keras weights with model.save_weights('weights.h5').")
+        raise ValueError(f"weights file {label!r} does not exist or is not a file.{hint}")
+    try:
+        fmt = detect_format(label)
+    except CheckpointError:
+        raise ValueError(f"{label} is not a Keras .h5 weights file, the only kind {model.name} reads.") from None
+    if fmt != "keras_h5":
+        raise ValueError(
+            f"{label} is a {fmt} checkpoint; {model.name} has no official checkpoints to import, so it "
+            "reads Keras .h5 weights files only (what `larq-poke train` writes, or model.save_weights('x.h5'))."
+        )
+    return _load_keras_h5(model, label)
 
 
 def load_weights(

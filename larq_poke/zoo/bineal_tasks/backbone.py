@@ -33,10 +33,15 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}.")
 
 
-def task_backbone(precision: str, width_multiplier: float, *, input_shape, input_tensor=None, **options):
+def task_backbone(precision: str, width_multiplier: float, *, input_shape, input_tensor=None, backbone_weights=None,
+                  **options):
     """``(inputs, [stride-4, 8, 16, 32 maps])``: BiNeal(m) for "binary" (±1 maps; ``options`` as
     :func:`larq_poke.zoo.BiNeal`), torchvision's ResNet-18 layout (real-valued, 64–512 channels:
-    the paper's 8-bit baselines are ResNet-18 models) for "int8"."""
+    the paper's 8-bit baselines are ResNet-18 models) for "int8".
+
+    ``backbone_weights``: a Keras ``.h5`` weights file of a BiNeal classifier of the same width
+    and options (e.g. the ``weights.h5`` of ``larq-poke train bineal``) to start the backbone
+    from, as the paper's task models start from its ImageNet classifier (D9); binary only."""
     check_precision(precision)
     if input_shape is None or len(tuple(input_shape)) != 3 or None in tuple(input_shape)[:2]:
         raise ValueError(f"dense-prediction models need a fixed input (height, width, 3), got input_shape={input_shape}.")
@@ -52,8 +57,10 @@ def task_backbone(precision: str, width_multiplier: float, *, input_shape, input
                          f"takes only BiNeal's backbone options {', '.join(map(repr, BACKBONE_OPTIONS))}.")
     if precision == "binary":
         backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
-                          multiscale=True, **options)
+                          multiscale=True, weights=backbone_weights, **options)
     else:
+        if backbone_weights is not None:
+            raise ValueError("backbone_weights are a BiNeal classifier's: they apply to precision='binary' only.")
         if options:
             raise ValueError(f"{', '.join(options)} apply to the binary backbone only (precision='binary').")
         backbone = ResNet18(input_shape=input_shape, input_tensor=input_tensor, include_top=False, multiscale=True)

@@ -30,6 +30,7 @@ from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.bineal_tasks.backbone import check_precision, output_conv, task_backbone
+from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, width_label
 
 __all__ = ["BiNealCenterNet", "OUTPUT_STRIDE", "decode_centernet"]
@@ -82,6 +83,7 @@ def BiNealCenterNet(
     input_shape=(448, 672, 3),
     input_tensor=None,
     weights=None,
+    backbone_weights=None,
     precision: str = "binary",
     name: Optional[str] = None,
     **backbone_options,
@@ -113,6 +115,10 @@ def BiNealCenterNet(
     skip_connections: concatenate the stride-16, 8 and 4 backbone maps into the neck.
     input_shape: (H, W, 3) with H and W multiples of 32; the output is (H/4, W/4, C + 4).
     weights: None or a Keras weights file of this model.
+    backbone_weights: None or a Keras weights file of a BiNeal classifier of the same width and
+        options (``BiNeal(width_multiplier, ...)``, e.g. ``larq-poke train bineal``'s
+        ``weights.h5``): the backbone starts from it, as the paper's (D9); the rest keeps its
+        initialisation.
     """
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer (object classes, no background), got {num_classes!r}.")
@@ -120,7 +126,7 @@ def BiNealCenterNet(
     if binary_head and precision != "binary":
         raise ValueError("binary_head=True needs precision='binary' (the int8 counterpart is real-valued throughout).")
     inputs, features = task_backbone(precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor,
-                                     **backbone_options)
+                                     backbone_weights=backbone_weights, **backbone_options)
     x = features[-1]
     eight_bit = precision == "binary"
     scale = width_multiplier / 2 if precision == "binary" else 1.0  # CenterNet-ResNet-18 widths at m = 2
@@ -154,7 +160,7 @@ def BiNealCenterNet(
         bias = heatmap_out.bias
         bias.assign(tf.fill(bias.shape, HEATMAP_PRIOR_BIAS))
     if weights is not None:
-        model.load_weights(weights)
+        load_keras_weights(model, weights)
     return model
 
 

@@ -31,6 +31,7 @@ from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.bineal_tasks.backbone import check_precision
+from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
 __all__ = ["BiNealR2D2", "r2d2_widths"]
@@ -174,5 +175,5 @@ def BiNealR2D2(
     suffix = "" if binary else "-int8"
     model = ZooModel(inputs, outputs, name=name or f"bineal-r2d2-{width_label(width_multiplier)}x{suffix}")
     if weights is not None:
-        model.load_weights(weights)
+        load_keras_weights(model, weights)
     return model

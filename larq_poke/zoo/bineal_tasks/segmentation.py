@@ -16,6 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from larq_poke.zoo.bineal_tasks.backbone import output_conv, task_backbone
+from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, width_label
 
 __all__ = ["BiNealFCN"]
@@ -28,6 +29,7 @@ def BiNealFCN(
     input_shape=(512, 1024, 3),
     input_tensor=None,
     weights=None,
+    backbone_weights=None,
     precision: str = "binary",
     name: Optional[str] = None,
     **backbone_options,
@@ -47,6 +49,9 @@ def BiNealFCN(
         ``alpha``, ``branch_bits``).
     input_shape: (H, W, 3) with H and W multiples of 32.
     weights: None or a Keras weights file of this model.
+    backbone_weights: None or a Keras weights file of a BiNeal classifier of the same width and
+        options (e.g. ``larq-poke train bineal``'s ``weights.h5``): the backbone starts from it,
+        as the paper's (D9); the score convs keep their initialisation.
     precision: "binary" (BiNeal backbone, 8-bit score convs) or "int8": the real-valued
         counterpart (ResNet-18 backbone, float score convs) for full-int8 deployment with
         :func:`larq_poke.converters.int8.convert_int8`.
@@ -54,7 +59,8 @@ def BiNealFCN(
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}.")
     inputs, (_, stride8, stride16, stride32) = task_backbone(
-        precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor, **backbone_options)
+        precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor,
+        backbone_weights=backbone_weights, **backbone_options)
     up = tf.keras.layers.UpSampling2D
     x = output_conv(stride32, num_classes, 1, precision, name="score32")
     x = up(2, interpolation="bilinear", name="up32")(x)
@@ -65,5 +71,5 @@ def BiNealFCN(
     default = f"bineal-fcn-{width_label(width_multiplier)}x" if precision == "binary" else "resnet18-fcn-int8"
     model = ZooModel(inputs, x, name=name or default)
     if weights is not None:
-        model.load_weights(weights)
+        load_keras_weights(model, weights)
     return model

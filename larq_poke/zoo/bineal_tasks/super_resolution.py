@@ -26,6 +26,7 @@ from larq_poke.layers.pixel_shuffle import PixelShuffle
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import FanInWeightQuantizer, SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.bineal_tasks.backbone import check_precision
+from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
 __all__ = ["BiNealEDSR", "SR_SCALES"]
@@ -177,5 +178,5 @@ def BiNealEDSR(
     label = "bineal-edsr" if precision == "binary" else "edsr-int8"
     model = ZooModel(inputs, x, name=name or f"{label}-x{scale}-{width_label(width_multiplier)}x")
     if weights is not None:
-        model.load_weights(weights)
+        load_keras_weights(model, weights)
     return model

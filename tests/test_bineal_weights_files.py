@@ -1,0 +1,87 @@
+"""BiNeal's ``weights=<file>``: a trained classifier's Keras weights file fills the same model, a
+model built without its head and a task model's backbone (D9: task backbones start from the
+classifier), checked against the classifier's own variables; a file that does not fit changes
+nothing and says why."""
+
+import numpy as np
+import pytest
+
+import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
+from larq_poke.zoo import BiNeal
+from larq_poke.zoo.bineal_tasks import BiNealCenterNet, BiNealFCN
+from larq_poke.zoo.loading import load_keras_weights
+
+
+def _random_values(model, seed):
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.uniform(0.1, 1.0, tuple(weight.shape)).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory):
+    """A BiNeal-1.0x classifier (10 classes, 32×32) with distinct random values in every
+    variable, saved as `larq-poke train` saves it."""
+    model = _random_values(BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10), seed=0)
+    path = tmp_path_factory.mktemp("bineal_weights") / "weights.h5"
+    model.save_weights(str(path))
+    return model, path
+
+
+def _assert_layers_match(model, source, prefixes=("stem.", "stage")):
+    """Every weighted layer of ``model`` whose name starts with one of ``prefixes`` holds the
+    values of ``source``'s layer of that name; returns how many layers were compared."""
+    compared = 0
+    for layer in model.layers:
+        if layer.weights and layer.name.startswith(prefixes):
+            for got, want in zip(layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_array_equal(got, want, err_msg=layer.name)
+            compared += 1
+    return compared
+
+
+def test_the_classifier_file_fills_the_same_model_and_one_without_its_head(classifier_file):
+    source, path = classifier_file
+    same = BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10, weights=str(path))
+    for got, want in zip(same.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # a larger input changes no weight shape; the head's weights are left out
+    features = BiNeal(1.0, include_top=False, input_shape=(64, 64, 3), weights=str(path))
+    assert _assert_layers_match(features, source) == len([layer for layer in features.layers if layer.weights])
+
+
+def test_task_models_start_their_backbone_from_the_classifier_file(classifier_file):
+    source, path = classifier_file
+    fcn = BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights=str(path))
+    # stem and all 8 blocks: 1 stem conv, its BN and sign, per block 3 convs, 4 BNs, 2 signs
+    assert _assert_layers_match(fcn, source) == 3 + 8 * 9
+    detector = BiNealCenterNet(2, 1.0, input_shape=(64, 64, 3), backbone_weights=str(path))
+    assert _assert_layers_match(detector, source) == 3 + 8 * 9
+    with pytest.raises(ValueError, match="precision='binary' only"):
+        BiNealFCN(3, 1.0, input_shape=(64, 64, 3), precision="int8", backbone_weights=str(path))
+    with pytest.raises(ValueError, match="does not fit .*'stem.conv'.*\\(7, 7, 3, 96\\).*\\(7, 7, 3, 64\\)"):
+        BiNealFCN(3, 1.5, input_shape=(64, 64, 3), backbone_weights=str(path))
+
+
+def test_a_file_that_does_not_fit_changes_nothing(classifier_file, tmp_path):
+    source, path = classifier_file
+    model = BiNeal(1.0, input_shape=(32, 32, 3), num_classes=5)
+    before = model.get_weights()
+    # every layer fits but the classifier, the last one Keras would assign
+    with pytest.raises(ValueError, match="does not fit bineal-1.0x: layer 'classifier'.*\\(512, 5\\).*\\(512, 10\\)"):
+        load_keras_weights(model, path)
+    for got, want in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    with pytest.raises(ValueError, match="does not exist or is not a file"):
+        load_keras_weights(model, tmp_path / "missing.h5")
+    source.save_weights(str(tmp_path / "ckpt"))  # TensorFlow format: a prefix, not a file
+    with pytest.raises(ValueError, match="TensorFlow checkpoint prefix"):
+        load_keras_weights(model, tmp_path / "ckpt")
+    np.savez(tmp_path / "weights.npz", kernel=np.zeros(3))
+    with pytest.raises(ValueError, match="is a npz checkpoint; bineal-1.0x has no official checkpoints"):
+        load_keras_weights(model, tmp_path / "weights.npz")
+    (tmp_path / "junk.bin").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="is not a Keras .h5 weights file"):
+        BiNeal(1.0, input_shape=(32, 32, 3), num_classes=5, weights=str(tmp_path / "junk.bin"))
