@@ -70,3 +70,21 @@ def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmar
     # and it computes its Keras form (fake quant rounds as the int8 kernels do)
     x = benchmark_common.images(4, 32, seed=4)
     np.testing.assert_allclose(benchmark_common.tflite_predict(flatbuffer, x), variant.predict(x, verbose=0), atol=1e-4)
+    # whose first block rounds each branch and the sum to an int8 grid over that tensor's own
+    # range on the calibration images (the first block's input is the same in both forms)
+    from larq_poke.converters.rewrites.bineal import bineal_deployable
+    from larq_poke.keras_graph import node_inputs
+
+    calibration = benchmark_common.images(4, 32, seed=3)
+    deployable = bineal_deployable(model, int8=True, calibration_inputs=calibration)
+    add = deployable.get_layer("stage1.block1.add")
+    main, skip = (tf.keras.Model(deployable.inputs, t)(calibration).numpy() for t in node_inputs(deployable, add))
+    quantized = tf.keras.Model(variant.inputs, [variant.get_layer(f"stage1.block1.add{suffix}").output
+                                                for suffix in (".main_q", ".skip_q", ".q")])(calibration)
+    fake_main, fake_skip, fake_sum = (t.numpy() for t in quantized)
+    # the sum's range is the float sum's; what it rounds is the sum of the rounded branches
+    for real, rounded, fake in ((main, main, fake_main), (skip, skip, fake_skip),
+                                (main + skip, fake_main + fake_skip, fake_sum)):
+        step = (max(real.max(), 0) - min(real.min(), 0)) / 255
+        assert np.unique(fake).size <= 256
+        assert np.max(np.abs(fake - rounded)) <= 0.55 * 1.1 * step  # half a step (ranges widened by 10 %)

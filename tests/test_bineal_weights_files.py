@@ -9,7 +9,7 @@ import pytest
 import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
 from larq_poke.zoo import BiNeal
 from larq_poke.zoo.bineal_tasks import BiNealCenterNet, BiNealFCN
-from larq_poke.zoo.loading import load_keras_weights
+from larq_poke.zoo.loading import load_keras_weights, load_weights
 
 
 def _random_values(model, seed):
@@ -51,11 +51,33 @@ def test_the_classifier_file_fills_the_same_model_and_one_without_its_head(class
     assert _assert_layers_match(features, source) == len([layer for layer in features.layers if layer.weights])
 
 
-def test_task_models_start_their_backbone_from_the_classifier_file(classifier_file):
+def test_a_whole_saved_model_and_the_generic_loader(classifier_file, tmp_path):
+    source, path = classifier_file
+    source.save(str(tmp_path / "model.h5"))  # a whole model: its weights under "model_weights"
+    model = BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "model.h5"))
+    for got, want in zip(model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # larq_poke.zoo.load_weights reads Keras files for models of any family (BiNeal has none)
+    features = BiNeal(1.0, include_top=False, input_shape=(32, 32, 3))
+    report = load_weights(features, path, allow_missing_head=True)
+    assert report.family is None and report.format == "keras_h5"
+    assert _assert_layers_match(features, source) == 3 + 8 * 9
+
+
+def test_task_models_start_their_backbone_from_the_classifier_file(classifier_file, tmp_path):
     source, path = classifier_file
     fcn = BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights=str(path))
     # stem and all 8 blocks: 1 stem conv, its BN and sign, per block 3 convs, 4 BNs, 2 signs
     assert _assert_layers_match(fcn, source) == 3 + 8 * 9
+    # the task model's own file restores all of it, head included
+    _random_values(fcn, seed=1).save_weights(str(tmp_path / "fcn.h5"))
+    again = BiNealFCN(3, 1.0, input_shape=(64, 64, 3), weights=str(tmp_path / "fcn.h5"))
+    for got, want in zip(again.get_weights(), fcn.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="backbone_weights must be a path"):
+        BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights="imagenet")
+    with pytest.raises(ValueError, match="backbone_weights file .* does not exist"):
+        BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights=str(tmp_path / "missing.h5"))
     detector = BiNealCenterNet(2, 1.0, input_shape=(64, 64, 3), backbone_weights=str(path))
     assert _assert_layers_match(detector, source) == 3 + 8 * 9
     with pytest.raises(ValueError, match="precision='binary' only"):
@@ -79,9 +101,25 @@ def test_a_file_that_does_not_fit_changes_nothing(classifier_file, tmp_path):
     source.save_weights(str(tmp_path / "ckpt"))  # TensorFlow format: a prefix, not a file
     with pytest.raises(ValueError, match="TensorFlow checkpoint prefix"):
         load_keras_weights(model, tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="TensorFlow checkpoint prefix"):
+        BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "ckpt"))
     np.savez(tmp_path / "weights.npz", kernel=np.zeros(3))
     with pytest.raises(ValueError, match="is a npz checkpoint; bineal-1.0x has no official checkpoints"):
         load_keras_weights(model, tmp_path / "weights.npz")
     (tmp_path / "junk.bin").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="is not a Keras .h5 weights file"):
         BiNeal(1.0, input_shape=(32, 32, 3), num_classes=5, weights=str(tmp_path / "junk.bin"))
+
+
+def test_a_file_of_another_option_is_refused(classifier_file, tmp_path):
+    """Same names and shapes where both have a layer, but INT4 branch quantizers (D6) between them:
+    loading by name would silently drop the learned bounds and add in float."""
+    _, path = classifier_file
+    int4 = BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10, branch_bits=4)
+    int4.save_weights(str(tmp_path / "int4.h5"))
+    for include_top in (True, False):
+        with pytest.raises(ValueError, match="layers the model does not have, among its own: .*main_q"):
+            BiNeal(1.0, input_shape=(32, 32, 3), include_top=include_top, weights=str(tmp_path / "int4.h5"),
+                   **({"num_classes": 10} if include_top else {}))
+    with pytest.raises(ValueError, match="no weights for layers .*main_q"):
+        load_keras_weights(int4, path)

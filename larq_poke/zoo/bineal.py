@@ -182,7 +182,7 @@ def BiNeal(
         x = eight_bit_classifier(x, num_classes, name="classifier", per_channel=False)
     model = ZooModel(inputs, x, name=name or f"bineal-{width_label(width_multiplier)}x")
     if weights is not None:
-        load_keras_weights(model, weights)
+        load_keras_weights(model, weights, allow_missing_head=not include_top)
     return model
 
 

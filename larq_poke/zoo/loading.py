@@ -36,6 +36,7 @@ __all__ = [
     "family_of",
     "load_weights",
     "load_keras_weights",
+    "checkpoint_prefix_hint",
     "converted_weights_path",
     "PretrainedWeights",
     "import_weights",
@@ -50,7 +51,7 @@ CONVERTED_FORMAT_VERSION = 1
 class ImportReport:
     """What :func:`load_weights` did."""
 
-    family: str
+    family: Optional[str]
     source: str
     format: str
     keys: int = 0
@@ -113,66 +114,102 @@ def _keras_weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
 
-def _stored_shapes(f, name: str) -> list:
-    group = f[name]
-    weight_names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])]
-    return [tuple(group[n].shape) for n in weight_names]
+def _stored_shapes(group, name: str) -> list:
+    layer = group[name]
+    weight_names = [n.decode() if isinstance(n, bytes) else n for n in layer.attrs.get("weight_names", [])]
+    return [tuple(layer[n].shape) for n in weight_names]
 
 
-def _load_keras_h5(model, path: str) -> int:
-    """Load Keras weights; by layer name when the model has fewer weighted layers (no head).
-    Every layer's weight shapes are checked first, so a file that does not fit assigns nothing."""
+def _read_h5_layers(path: str) -> dict:
+    """``{layer name: [weight shapes]}`` of a Keras h5 weights file (or of a whole saved model's
+    ``model_weights``), for the layers with weights, in the file's layer order."""
     import h5py
 
-    with h5py.File(path, "r") as f:
-        raw = f.attrs.get("layer_names", [])
-        names = [n.decode() if isinstance(n, bytes) else n for n in raw]
-        stored = {n: _stored_shapes(f, n) for n in names if len(f[n].attrs.get("weight_names", []))}
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            if "layer_names" not in group.attrs:
+                raise ValueError(f"{path} is an HDF5 file but not Keras weights (no 'layer_names').")
+            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]]
+            return {n: _stored_shapes(group, n) for n in names if len(group[n].attrs.get("weight_names", []))}
+    except (OSError, KeyError) as err:
+        raise ValueError(f"cannot read Keras weights file {path}: {err}") from err
+
+
+def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
+    """Load Keras h5 weights by layer name, after checking that every weighted layer of ``model``
+    is in the file with the same weight shapes and that the file holds no other layers, except,
+    with ``allow_missing_head``, layers after all of the model's (the head of a model built
+    without it). A file that does not fit assigns nothing."""
+    stored = _read_h5_layers(path)
     layers = _keras_weighted_layers(model)
+
+    def misfit(problem: str) -> ValueError:
+        return ValueError(f"{path} is a Keras weights file that does not fit {model.name}: {problem}")
+
+    missing = [layer.name for layer in layers if layer.name not in stored]
+    if missing:
+        raise misfit(f"it has no weights for layers {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     for layer in layers:
         # Keras' h5 order: trainable, then non-trainable weights
         wanted = [tuple(w.shape) for w in layer.trainable_weights + layer.non_trainable_weights]
-        if layer.name in stored and stored[layer.name] != wanted:
-            raise ValueError(
-                f"{path} is a Keras weights file that does not fit {model.name}: layer {layer.name!r} has "
-                f"weights of shapes {wanted}, the file {stored[layer.name]} (another width, number of "
-                "classes or option?)"
-            )
+        if stored[layer.name] != wanted:
+            raise misfit(f"layer {layer.name!r} has weights of shapes {wanted}, the file {stored[layer.name]} "
+                         "(another width, number of classes or option?)")
+    order = {name: index for index, name in enumerate(stored)}
+    own = {layer.name for layer in layers}
+    extra = [name for name in stored if name not in own]
+    if extra:
+        last_own = max(order[name] for name in own) if own else -1
+        between = [name for name in extra if order[name] < last_own]
+        if between:
+            raise misfit(f"it holds weights for layers the model does not have, among its own: {between[:5]} "
+                         "(a model built with another option, e.g. branch_bits?)")
+        if not allow_missing_head:
+            raise misfit(f"it holds weights for layers the model does not have: {extra[:5]} (a head? only a model "
+                         "built with include_top=False leaves its head's weights out)")
     try:
-        if {layer.name for layer in layers} == set(stored):
-            model.load_weights(path)
-        else:
-            missing = [layer.name for layer in layers if layer.name not in stored]
-            if missing:
-                raise ValueError(
-                    f"it has no weights for layers {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-                )
-            model.load_weights(path, by_name=True)
+        # by name: Keras checks and collects every value before it assigns any
+        model.load_weights(path, by_name=True)
     except (ValueError, KeyError) as err:
-        raise ValueError(f"{path} is a Keras weights file that does not fit {model.name}: {err}") from err
+        raise misfit(str(err)) from err
     return len(model.weights)
 
 
-def load_keras_weights(model, path) -> int:
-    """Load a Keras ``.h5`` weights file into ``model`` (a zoo model with no official checkpoint
-    format: BiNeal and its task models); returns the number of the model's weights.
+def _existing_file(source) -> str:
+    """``source`` as a path to an existing file; ValueError otherwise (with a hint for a
+    TensorFlow checkpoint prefix, which is not a file)."""
+    label = os.fspath(source)
+    if not os.path.isfile(label):
+        raise ValueError(f"weights file {label!r} does not exist or is not a file.{checkpoint_prefix_hint(label)}")
+    return label
+
+
+def checkpoint_prefix_hint(path) -> str:
+    """A sentence for a weights path that is a TensorFlow checkpoint prefix (``path.index``
+    exists), else ``""``: zoo constructors read files, and a prefix is not one."""
+    if os.path.isfile(os.fspath(path) + ".index"):
+        return (" It is a TensorFlow checkpoint prefix: load it with model.load_weights(path), or save Keras "
+                "weights with model.save_weights('weights.h5').")
+    return ""
+
+
+def load_keras_weights(model, path, *, allow_missing_head: bool = False) -> int:
+    """Load a Keras ``.h5`` weights file into ``model``, a zoo model with no official checkpoint
+    format (BiNeal and its task models); returns the number of the model's weights.
 
     ```python
     backbone = BiNeal(1.0, include_top=False, weights="runs/bineal/weights.h5")  # calls this
     ```
 
-    The file's layers must include every weighted layer of ``model``: a classifier's file fills
-    a model built without its head, or a backbone, by layer name. ``ValueError`` naming the file
-    and the problem (missing file, another format, a layer or shape that does not fit); nothing
-    is assigned then, except for a shape mismatch found by Keras part-way (the error says so).
+    The file must hold every weighted layer of ``model`` with the same shapes, and no other
+    layer, except with ``allow_missing_head`` the layers after all of the model's (a classifier's
+    file then fills a model built without its head, or a backbone). ``ValueError`` naming the
+    file and the problem (missing file, another format, a layer or shape that does not fit);
+    nothing is assigned then. A weights file cannot tell settings that change no weight shape
+    apart (e.g. ``BranchQuantizer`` bits 4 or 3).
     """
-    label = os.fspath(path)
-    if not os.path.isfile(label):
-        hint = ""
-        if os.path.isfile(label + ".index"):
-            hint = (" It is a TensorFlow checkpoint prefix: load it with model.load_weights(path), or save "
-                    "Keras weights with model.save_weights('weights.h5').")
-        raise ValueError(f"weights file {label!r} does not exist or is not a file.{hint}")
+    label = _existing_file(path)
     try:
         fmt = detect_format(label)
     except CheckpointError:
@@ -182,7 +219,11 @@ def load_keras_weights(model, path) -> int:
             f"{label} is a {fmt} checkpoint; {model.name} has no official checkpoints to import, so it "
             "reads Keras .h5 weights files only (what `larq-poke train` writes, or model.save_weights('x.h5'))."
         )
-    return _load_keras_h5(model, label)
+    return _load_keras_h5(model, label, allow_missing_head)
+
+
+def _owner(model) -> Optional[Family]:
+    return next((family for family in _FAMILIES.values() if family.owns(model)), None)
 
 
 def load_weights(
@@ -194,29 +235,29 @@ def load_weights(
     ``include_top=False`` has no place for (they are skipped). Raises ``ValueError`` (a
     :class:`~larq_poke.checkpoints.CheckpointError` for an unreadable or unsafe file) naming the
     problem; nothing is assigned then. ``family`` names the family when the caller knows it (the
-    families' own entry points), instead of recognising it from the model.
+    families' own entry points), instead of recognising it from the model. A Keras ``.h5`` file
+    needs no family (:func:`load_keras_weights`; the report's ``family`` is then None).
     """
-    family = _FAMILIES[family] if family else family_of(model)
+    known = _FAMILIES[family] if family else _owner(model)
     if isinstance(source, Mapping):
         label, fmt, content = "mapping", "mapping", source
     else:
-        label = os.fspath(source)
-        if not os.path.isfile(label):
-            raise ValueError(f"weights file {label!r} does not exist or is not a file.")
+        label = _existing_file(source)
         try:
             fmt = detect_format(label)
         except CheckpointError:
             # msgpack has no signature: an unrecognised file for a Flax family is read as Flax,
             # so that the error says what is wrong with it as a Flax checkpoint.
-            if family.official_format != "flax_msgpack":
+            if known is None or known.official_format != "flax_msgpack":
                 raise
-            fmt = family.official_format
+            fmt = known.official_format
         if fmt == "keras_h5":
-            count = _load_keras_h5(model, label)
-            return ImportReport(family=family.name, source=label, format=fmt, keras_weights=count)
+            count = _load_keras_h5(model, label, allow_missing_head)
+            return ImportReport(family=known.name if known else None, source=label, format=fmt, keras_weights=count)
         content = read_checkpoint(label, fmt)
-    state = family.official_state(content)
-    report = family.assign(model, state, allow_missing_head)
+    known = known or family_of(model)  # raises, naming the families that map official weights
+    state = known.official_state(content)
+    report = known.assign(model, state, allow_missing_head)
     report.source, report.format = label, fmt
     return report
 
@@ -315,4 +356,4 @@ class PretrainedWeights:
                 self.raw.unlink(missing_ok=True)
                 raise
             self.state = None
-        return load_weights(model, self.converted)
+        return load_weights(model, self.converted, allow_missing_head=not full)

@@ -58,7 +58,9 @@ def check_weights_argument(weights, include_top: bool, num_classes: int) -> None
             f"`weights` must be None, 'imagenet' or a path to a weights file, got {weights!r}."
         )
     if isinstance(weights, (str, os.PathLike)) and weights != "imagenet" and not os.path.exists(weights):
-        raise ValueError(f"`weights` file {os.fspath(weights)!r} does not exist.")
+        from larq_poke.zoo.loading import checkpoint_prefix_hint
+
+        raise ValueError(f"`weights` file {os.fspath(weights)!r} does not exist.{checkpoint_prefix_hint(weights)}")
     if weights == "imagenet" and include_top and num_classes != 1000:
         raise ValueError(
             "weights='imagenet' with include_top=True needs num_classes=1000 "

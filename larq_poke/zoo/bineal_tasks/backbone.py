@@ -10,6 +10,8 @@ inputs, (s4, s8, s16, s32) = task_backbone("binary", 2.0, input_shape=(448, 672,
 
 from __future__ import annotations
 
+import os
+
 import larq as lq
 import tensorflow as tf
 
@@ -17,6 +19,7 @@ from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedWeightQuantizer
 from larq_poke.zoo.bineal import BiNeal
+from larq_poke.zoo.loading import checkpoint_prefix_hint
 from larq_poke.zoo.references import ResNet18
 
 __all__ = ["BACKBONE_OPTIONS", "PRECISIONS", "check_precision", "output_conv", "task_backbone"]
@@ -55,12 +58,19 @@ def task_backbone(precision: str, width_multiplier: float, *, input_shape, input
     if unknown:
         raise ValueError(f"unknown argument(s) {', '.join(map(repr, unknown))}: besides its own arguments a task model "
                          f"takes only BiNeal's backbone options {', '.join(map(repr, BACKBONE_OPTIONS))}.")
+    if backbone_weights is not None:
+        if precision != "binary":
+            raise ValueError("backbone_weights are a BiNeal classifier's: they apply to precision='binary' only.")
+        if not isinstance(backbone_weights, (str, os.PathLike)) or backbone_weights == "imagenet":
+            raise ValueError("backbone_weights must be a path to a BiNeal classifier's Keras weights file (no "
+                             f"ImageNet-trained BiNeal weights are published), got {backbone_weights!r}.")
+        if not os.path.isfile(backbone_weights):
+            raise ValueError(f"backbone_weights file {os.fspath(backbone_weights)!r} does not exist or is not a "
+                             f"file.{checkpoint_prefix_hint(backbone_weights)}")
     if precision == "binary":
         backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
                           multiscale=True, weights=backbone_weights, **options)
     else:
-        if backbone_weights is not None:
-            raise ValueError("backbone_weights are a BiNeal classifier's: they apply to precision='binary' only.")
         if options:
             raise ValueError(f"{', '.join(options)} apply to the binary backbone only (precision='binary').")
         backbone = ResNet18(input_shape=input_shape, input_tensor=input_tensor, include_top=False, multiscale=True)
