@@ -123,3 +123,15 @@ def test_a_file_of_another_option_is_refused(classifier_file, tmp_path):
                    **({"num_classes": 10} if include_top else {}))
     with pytest.raises(ValueError, match="no weights for layers .*main_q"):
         load_keras_weights(int4, path)
+
+
+def test_cli_converts_a_weights_file_of_another_number_of_classes(classifier_file, tmp_path, capsys):
+    from larq_poke.cli import main
+
+    _, path = classifier_file
+    args = ["convert", str(path), "--arch", "bineal-1.0x", "--input-size", "32", "-o", str(tmp_path / "m.tflite")]
+    assert main(args) == 2  # the constructor's 1000 classes do not fit the file's 10
+    assert "layer 'classifier'" in capsys.readouterr().err
+    # --num-classes builds the model the file fits; the conversion checks its parity in LCE
+    assert main(args + ["--num-classes", "10", "--json"]) == 0
+    assert (tmp_path / "m.tflite").stat().st_size > 0

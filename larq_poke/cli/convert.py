@@ -55,6 +55,9 @@ def add_subcommand(subparsers) -> None:
                              "'none' for random weights)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="build zoo models for N x N inputs")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="classifier outputs of a zoo model built by name (e.g. for a --weights "
+                             "file trained on N classes; default: the constructor's)")
     parser.add_argument("--sample-images", metavar="DATASET", default=None,
                         help="TFDS name or image folder whose first images calibrate the int8 "
                              "ranges and check parity (default: seeded random inputs)")
@@ -72,7 +75,8 @@ def load_model(args):
     """The Keras model named by the command line arguments."""
     from larq_poke.zoo.resolve import load_model as load
 
-    return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
+    return load(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size,
+                num_classes=args.num_classes)
 
 
 def sample_images(args, model):

@@ -39,6 +39,9 @@ def add_subcommand(subparsers) -> None:
                         help="output folder (default: deploy-<model name>)")
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="build zoo models (and the reference) for N x N inputs")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="N",
+                        help="classifier outputs of a zoo model built by name (e.g. for a --weights "
+                             "file trained on N classes; default: the constructor's)")
     parser.add_argument("--int8", action="store_true",
                         help="int8 stem / SE / head (needs calibrated quantizers)")
     parser.add_argument("--runs", type=int, default=10, metavar="N",
@@ -97,7 +100,8 @@ def run(args) -> int:
 
     start = time.perf_counter()
     progress("deploy", f"loading {args.model} ...")
-    model = load_model(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size)
+    model = load_model(args.model, arch=args.arch, weights=args.weights, input_size=args.input_size,
+                       num_classes=args.num_classes)
     name = model.name
     out_dir = args.output_dir or f"deploy-{name}"
     os.makedirs(out_dir, exist_ok=True)
