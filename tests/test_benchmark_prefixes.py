@@ -87,4 +87,5 @@ def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmar
                                 (main + skip, fake_main + fake_skip, fake_sum)):
         step = (max(real.max(), 0) - min(real.min(), 0)) / 255
         assert np.unique(fake).size <= 256
-        assert np.max(np.abs(fake - rounded)) <= 0.55 * 1.1 * step  # half a step (ranges widened by 10 %)
+        # half the step of the range widened by 10 % (0.55 step), plus float slack
+        assert np.max(np.abs(fake - rounded)) <= 0.56 * step

@@ -74,7 +74,7 @@ def test_task_models_start_their_backbone_from_the_classifier_file(classifier_fi
     again = BiNealFCN(3, 1.0, input_shape=(64, 64, 3), weights=str(tmp_path / "fcn.h5"))
     for got, want in zip(again.get_weights(), fcn.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
-    with pytest.raises(ValueError, match="backbone_weights must be a path"):
+    with pytest.raises(ValueError, match="backbone_weights must be None or a path"):
         BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights="imagenet")
     with pytest.raises(ValueError, match="backbone_weights file .* does not exist"):
         BiNealFCN(3, 1.0, input_shape=(64, 64, 3), backbone_weights=str(tmp_path / "missing.h5"))
@@ -103,6 +103,14 @@ def test_a_file_that_does_not_fit_changes_nothing(classifier_file, tmp_path):
         load_keras_weights(model, tmp_path / "ckpt")
     with pytest.raises(ValueError, match="TensorFlow checkpoint prefix"):
         BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "ckpt"))
+    source.save_weights(str(tmp_path / "newer.weights.h5"))  # Keras' newer weights format
+    with pytest.raises(ValueError, match="newer Keras format"):
+        load_keras_weights(model, tmp_path / "newer.weights.h5")
+    (tmp_path / "renamed.weights.h5").write_bytes(path.read_bytes())  # h5 weights Keras would misread
+    with pytest.raises(ValueError, match="rename it to end in .h5 only"):
+        load_keras_weights(model, tmp_path / "renamed.weights.h5")
+    with pytest.raises(ValueError, match="weights must be None or a path .* got 'imagenet'"):
+        BiNealFCN(3, 1.0, input_shape=(64, 64, 3), weights="imagenet")
     np.savez(tmp_path / "weights.npz", kernel=np.zeros(3))
     with pytest.raises(ValueError, match="is a npz checkpoint; bineal-1.0x has no official checkpoints"):
         load_keras_weights(model, tmp_path / "weights.npz")

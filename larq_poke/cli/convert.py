@@ -56,8 +56,9 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="build zoo models for N x N inputs")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
-                        help="classifier outputs of a zoo model built by name (e.g. for a --weights "
-                             "file trained on N classes; default: the constructor's)")
+                        help="classifier outputs of a zoo model built by name or with --arch (e.g. for a "
+                             "weights file trained on N classes; default: the constructor's; a saved "
+                             "model keeps its own)")
     parser.add_argument("--sample-images", metavar="DATASET", default=None,
                         help="TFDS name or image folder whose first images calibrate the int8 "
                              "ranges and check parity (default: seeded random inputs)")

@@ -40,8 +40,9 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--input-size", type=int, default=None, metavar="N",
                         help="build zoo models (and the reference) for N x N inputs")
     parser.add_argument("--num-classes", type=int, default=None, metavar="N",
-                        help="classifier outputs of a zoo model built by name (e.g. for a --weights "
-                             "file trained on N classes; default: the constructor's)")
+                        help="classifier outputs of a zoo model built by name or with --arch (e.g. for a "
+                             "weights file trained on N classes; default: the constructor's; a saved "
+                             "model keeps its own)")
     parser.add_argument("--int8", action="store_true",
                         help="int8 stem / SE / head (needs calibrated quantizers)")
     parser.add_argument("--runs", type=int, default=10, metavar="N",

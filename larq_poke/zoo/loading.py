@@ -114,10 +114,22 @@ def _keras_weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
 
+def _h5_names(group, attribute: str) -> list:
+    """A list attribute of a Keras h5 group, read as Keras writes it: one attribute, or chunks
+    ``attribute0``, ``attribute1``, ... when it is too long for one."""
+    if attribute in group.attrs:
+        raw = list(group.attrs[attribute])
+    else:
+        raw, chunk = [], 0
+        while f"{attribute}{chunk}" in group.attrs:
+            raw += list(group.attrs[f"{attribute}{chunk}"])
+            chunk += 1
+    return [n.decode() if isinstance(n, bytes) else n for n in raw]
+
+
 def _stored_shapes(group, name: str) -> list:
     layer = group[name]
-    weight_names = [n.decode() if isinstance(n, bytes) else n for n in layer.attrs.get("weight_names", [])]
-    return [tuple(layer[n].shape) for n in weight_names]
+    return [tuple(layer[n].shape) for n in _h5_names(layer, "weight_names")]
 
 
 def _read_h5_layers(path: str) -> dict:
@@ -127,11 +139,17 @@ def _read_h5_layers(path: str) -> dict:
 
     try:
         with h5py.File(path, "r") as f:
-            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
-            if "layer_names" not in group.attrs:
-                raise ValueError(f"{path} is an HDF5 file but not Keras weights (no 'layer_names').")
-            names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]]
-            return {n: _stored_shapes(group, n) for n in names if len(group[n].attrs.get("weight_names", []))}
+            group = f["model_weights"] if "model_weights" in f and not _h5_names(f, "layer_names") else f
+            names = _h5_names(group, "layer_names")
+            if not names:
+                if "vars" in group or "layers" in group:
+                    raise ValueError(
+                        f"{path} holds weights in the newer Keras format (save_weights to a name ending in "
+                        ".weights.h5): zoo models read h5 weights saved with model.save_weights('x.h5'); "
+                        "load this file with model.load_weights(path)."
+                    )
+                raise ValueError(f"{path} is an HDF5 file but not Keras weights (no layer names).")
+            return {n: _stored_shapes(group, n) for n in names if _h5_names(group[n], "weight_names")}
     except (OSError, KeyError) as err:
         raise ValueError(f"cannot read Keras weights file {path}: {err}") from err
 
@@ -142,6 +160,9 @@ def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
     with ``allow_missing_head``, layers after all of the model's (the head of a model built
     without it). A file that does not fit assigns nothing."""
     stored = _read_h5_layers(path)
+    if path.endswith(".weights.h5"):  # Keras reads such names in its newer format, whatever they hold
+        raise ValueError(f"{path} holds h5 weights but its name ends in .weights.h5, which Keras reads in its "
+                         "newer format: rename it to end in .h5 only.")
     layers = _keras_weighted_layers(model)
 
     def misfit(problem: str) -> ValueError:
@@ -231,8 +252,9 @@ def load_weights(
 ) -> ImportReport:
     """Load ``source`` into zoo ``model`` (see the module docstring); returns an :class:`ImportReport`.
 
-    ``allow_missing_head`` accepts official classifier weights that a model built with
-    ``include_top=False`` has no place for (they are skipped). Raises ``ValueError`` (a
+    ``allow_missing_head`` accepts classifier weights that a model built with ``include_top=False``
+    has no place for (they are skipped): official ones, or in a Keras file layers after all of the
+    model's own (any other layer the model lacks is an error). Raises ``ValueError`` (a
     :class:`~larq_poke.checkpoints.CheckpointError` for an unreadable or unsafe file) naming the
     problem; nothing is assigned then. ``family`` names the family when the caller knows it (the
     families' own entry points), instead of recognising it from the model. A Keras ``.h5`` file

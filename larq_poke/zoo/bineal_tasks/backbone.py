@@ -22,7 +22,7 @@ from larq_poke.zoo.bineal import BiNeal
 from larq_poke.zoo.loading import checkpoint_prefix_hint
 from larq_poke.zoo.references import ResNet18
 
-__all__ = ["BACKBONE_OPTIONS", "PRECISIONS", "check_precision", "output_conv", "task_backbone"]
+__all__ = ["BACKBONE_OPTIONS", "PRECISIONS", "check_precision", "check_weights_file", "output_conv", "task_backbone"]
 
 #: "binary": BiNeal blocks with 8-bit first and last layers; "int8": the real-valued counterpart
 #: of the same layout, deployed with full-int8 post-training quantization.
@@ -34,6 +34,19 @@ BACKBONE_OPTIONS = ("skip_kernel", "alpha", "branch_bits")
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}.")
+
+
+def check_weights_file(weights, argument: str = "weights", *, of: str = "this model") -> None:
+    """``weights`` is None or a path to an existing file (no task or ImageNet weights are
+    published, so "imagenet" is an error); ValueError naming ``argument`` otherwise."""
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
+        raise ValueError(f"{argument} must be None or a path to a Keras weights file of {of} (none are "
+                         f"published), got {weights!r}.")
+    if not os.path.isfile(weights):
+        raise ValueError(f"{argument} file {os.fspath(weights)!r} does not exist or is not a file."
+                         f"{checkpoint_prefix_hint(weights)}")
 
 
 def task_backbone(precision: str, width_multiplier: float, *, input_shape, input_tensor=None, backbone_weights=None,
@@ -61,12 +74,7 @@ def task_backbone(precision: str, width_multiplier: float, *, input_shape, input
     if backbone_weights is not None:
         if precision != "binary":
             raise ValueError("backbone_weights are a BiNeal classifier's: they apply to precision='binary' only.")
-        if not isinstance(backbone_weights, (str, os.PathLike)) or backbone_weights == "imagenet":
-            raise ValueError("backbone_weights must be a path to a BiNeal classifier's Keras weights file (no "
-                             f"ImageNet-trained BiNeal weights are published), got {backbone_weights!r}.")
-        if not os.path.isfile(backbone_weights):
-            raise ValueError(f"backbone_weights file {os.fspath(backbone_weights)!r} does not exist or is not a "
-                             f"file.{checkpoint_prefix_hint(backbone_weights)}")
+        check_weights_file(backbone_weights, "backbone_weights", of="a BiNeal classifier")
     if precision == "binary":
         backbone = BiNeal(width_multiplier, input_shape=input_shape, input_tensor=input_tensor, include_top=False,
                           multiscale=True, weights=backbone_weights, **options)

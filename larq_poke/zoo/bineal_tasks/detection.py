@@ -29,7 +29,7 @@ from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_block, bineal_conv
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
-from larq_poke.zoo.bineal_tasks.backbone import check_precision, output_conv, task_backbone
+from larq_poke.zoo.bineal_tasks.backbone import check_precision, check_weights_file, output_conv, task_backbone
 from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, width_label
 
@@ -123,6 +123,7 @@ def BiNealCenterNet(
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer (object classes, no background), got {num_classes!r}.")
     check_precision(precision)
+    check_weights_file(weights)
     if binary_head and precision != "binary":
         raise ValueError("binary_head=True needs precision='binary' (the int8 counterpart is real-valued throughout).")
     inputs, features = task_backbone(precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor,

@@ -15,7 +15,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from larq_poke.zoo.bineal_tasks.backbone import output_conv, task_backbone
+from larq_poke.zoo.bineal_tasks.backbone import check_weights_file, output_conv, task_backbone
 from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, width_label
 
@@ -58,6 +58,7 @@ def BiNealFCN(
     """
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}.")
+    check_weights_file(weights)
     inputs, (_, stride8, stride16, stride32) = task_backbone(
         precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor,
         backbone_weights=backbone_weights, **backbone_options)
