@@ -30,7 +30,7 @@ from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_conv
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
-from larq_poke.zoo.bineal_tasks.backbone import check_precision
+from larq_poke.zoo.bineal_tasks.backbone import check_precision, check_weights_file
 from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
@@ -87,6 +87,7 @@ def _check(width_multiplier, descriptor_dim, precision, weights):
         raise ValueError(f"descriptor_dim must be an integer >= 2, got {descriptor_dim!r}.")
     if weights == "imagenet":
         raise ValueError(NO_PRETRAINED_WEIGHTS)
+    check_weights_file(weights)
 
 
 def BiNealR2D2(

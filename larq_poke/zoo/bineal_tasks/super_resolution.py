@@ -14,7 +14,6 @@ Train with :func:`larq_poke.train.tasks.fit_task` and the L1 loss / PSNR / SSIM 
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import larq as lq
@@ -25,7 +24,7 @@ from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_
 from larq_poke.layers.pixel_shuffle import PixelShuffle
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import FanInWeightQuantizer, SignedActivationQuantizer, SignedWeightQuantizer
-from larq_poke.zoo.bineal_tasks.backbone import check_precision
+from larq_poke.zoo.bineal_tasks.backbone import check_precision, check_weights_file
 from larq_poke.zoo.loading import load_keras_weights
 from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
@@ -145,8 +144,7 @@ def BiNealEDSR(
             f"width_multiplier={width_multiplier} gives {channels:g} body channels; binary convs pack "
             f"{PACKING} channels per word, so 32·m must be a multiple of {PACKING} (m = 1, 2, 3, ...)."
         )
-    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and weights != "imagenet"):
-        raise ValueError(f"weights must be None or a path to a Keras weights file of this model, got {weights!r}.")
+    check_weights_file(weights)
     if input_shape is not None and len(tuple(input_shape)) == 3 and tuple(input_shape)[-1] != 3:
         raise ValueError(f"input_shape must be (H, W, 3) (RGB), got {tuple(input_shape)}.")
     inputs, x = model_input(input_shape=input_shape, input_tensor=input_tensor, include_top=False,
