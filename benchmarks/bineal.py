@@ -128,7 +128,7 @@ def main() -> None:
 
     # What-if: the blocks' branch outputs and ADDs in int8 as well (LCE's binary convs then write
     # int8, the ADDs run in int8). Not exact; timed below against the float-add int8 file.
-    int8_adds, int8_adds_flatbuffer = common.bineal_int8_adds(bineal, common.images(4, size, seed=11))
+    _, int8_adds_flatbuffer = common.bineal_int8_adds(bineal, common.images(4, size, seed=11))
     paths["bineal_int8_adds"] = os.path.join(folder, "bineal_int8_adds.tflite")
     with open(paths["bineal_int8_adds"], "wb") as out:
         out.write(int8_adds_flatbuffer)

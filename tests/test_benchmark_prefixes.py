@@ -60,8 +60,8 @@ def test_stem_prefix_ends_with_the_bitpacked_input_of_the_first_binary_conv(benc
 def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmark_common):
     from larq_poke.converters.flatbuffer import read_flatbuffer
 
-    model = benchmark_common.bineal(1.0, 32)
-    variant, flatbuffer = benchmark_common.bineal_int8_adds(model, benchmark_common.images(4, 32, seed=3))
+    calibration = benchmark_common.images(4, 32, seed=3)
+    variant, flatbuffer = benchmark_common.bineal_int8_adds(benchmark_common.bineal(1.0, 32), calibration)
     info = read_flatbuffer(flatbuffer)
     # per block: the first main conv bit-packed, the second and the skip conv int8
     assert [b.output for b in info.bconvs] == ["bitpacked", "int8", "int8"] * 8
@@ -71,17 +71,10 @@ def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmar
     x = benchmark_common.images(4, 32, seed=4)
     np.testing.assert_allclose(benchmark_common.tflite_predict(flatbuffer, x), variant.predict(x, verbose=0), atol=1e-4)
     # whose first block rounds each branch and the sum to an int8 grid over that tensor's own
-    # range on the calibration images (the first block's input is the same in both forms)
-    from larq_poke.converters.rewrites.bineal import bineal_deployable
-    from larq_poke.keras_graph import node_inputs
-
-    calibration = benchmark_common.images(4, 32, seed=3)
-    deployable = bineal_deployable(model, int8=True, calibration_inputs=calibration)
-    add = deployable.get_layer("stage1.block1.add")
-    main, skip = (tf.keras.Model(deployable.inputs, t)(calibration).numpy() for t in node_inputs(deployable, add))
-    quantized = tf.keras.Model(variant.inputs, [variant.get_layer(f"stage1.block1.add{suffix}").output
-                                                for suffix in (".main_q", ".skip_q", ".q")])(calibration)
-    fake_main, fake_skip, fake_sum = (t.numpy() for t in quantized)
+    # range on the calibration images (the float branches are the inputs of the fake quants)
+    names = [f"stage1.block1.add{suffix}" for suffix in (".main_q", ".skip_q", ".q")]
+    tensors = [variant.get_layer(name).input for name in names[:2]] + [variant.get_layer(name).output for name in names]
+    main, skip, fake_main, fake_skip, fake_sum = (t.numpy() for t in tf.keras.Model(variant.inputs, tensors)(calibration))
     # the sum's range is the float sum's; what it rounds is the sum of the rounded branches
     for real, rounded, fake in ((main, main, fake_main), (skip, skip, fake_skip),
                                 (main + skip, fake_main + fake_skip, fake_sum)):

@@ -36,7 +36,7 @@ __all__ = [
     "family_of",
     "load_weights",
     "load_keras_weights",
-    "checkpoint_prefix_hint",
+    "existing_weights_file",
     "converted_weights_path",
     "PretrainedWeights",
     "import_weights",
@@ -101,9 +101,9 @@ def register_family(family: Family) -> Family:
 
 def family_of(model) -> Family:
     """The registered family that built ``model``; ``ValueError`` naming the known ones."""
-    for family in _FAMILIES.values():
-        if family.owns(model):
-            return family
+    family = _owner(model)
+    if family is not None:
+        return family
     raise ValueError(
         f"model {model.name!r} was not built by a larq_poke zoo family "
         f"({', '.join(sorted(_FAMILIES)) or 'none registered'}); its official weights cannot be mapped."
@@ -197,22 +197,17 @@ def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
     return len(model.weights)
 
 
-def _existing_file(source) -> str:
-    """``source`` as a path to an existing file; ValueError otherwise (with a hint for a
-    TensorFlow checkpoint prefix, which is not a file)."""
+def existing_weights_file(source, what: str = "weights file") -> str:
+    """``source`` as a path to an existing file; ValueError starting with ``what`` otherwise, with
+    a hint for a TensorFlow checkpoint prefix (``source.index`` exists), which is not a file."""
     label = os.fspath(source)
     if not os.path.isfile(label):
-        raise ValueError(f"weights file {label!r} does not exist or is not a file.{checkpoint_prefix_hint(label)}")
+        hint = ""
+        if os.path.isfile(label + ".index"):
+            hint = (" It is a TensorFlow checkpoint prefix: load it with model.load_weights(path), or save Keras "
+                    "weights with model.save_weights('weights.h5').")
+        raise ValueError(f"{what} {label!r} does not exist or is not a file.{hint}")
     return label
-
-
-def checkpoint_prefix_hint(path) -> str:
-    """A sentence for a weights path that is a TensorFlow checkpoint prefix (``path.index``
-    exists), else ``""``: zoo constructors read files, and a prefix is not one."""
-    if os.path.isfile(os.fspath(path) + ".index"):
-        return (" It is a TensorFlow checkpoint prefix: load it with model.load_weights(path), or save Keras "
-                "weights with model.save_weights('weights.h5').")
-    return ""
 
 
 def load_keras_weights(model, path, *, allow_missing_head: bool = False) -> int:
@@ -230,7 +225,7 @@ def load_keras_weights(model, path, *, allow_missing_head: bool = False) -> int:
     nothing is assigned then. A weights file cannot tell settings that change no weight shape
     apart (e.g. ``BranchQuantizer`` bits 4 or 3).
     """
-    label = _existing_file(path)
+    label = existing_weights_file(path)
     try:
         fmt = detect_format(label)
     except CheckpointError:
@@ -264,7 +259,7 @@ def load_weights(
     if isinstance(source, Mapping):
         label, fmt, content = "mapping", "mapping", source
     else:
-        label = _existing_file(source)
+        label = existing_weights_file(source)
         try:
             fmt = detect_format(label)
         except CheckpointError:

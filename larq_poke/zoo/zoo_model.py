@@ -16,6 +16,7 @@ import os
 import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
+from larq_poke.zoo.loading import existing_weights_file
 
 __all__ = ["ZooModel", "model_input", "check_weights_argument", "width_label"]
 
@@ -57,10 +58,8 @@ def check_weights_argument(weights, include_top: bool, num_classes: int) -> None
         raise ValueError(
             f"`weights` must be None, 'imagenet' or a path to a weights file, got {weights!r}."
         )
-    if isinstance(weights, (str, os.PathLike)) and weights != "imagenet" and not os.path.exists(weights):
-        from larq_poke.zoo.loading import checkpoint_prefix_hint
-
-        raise ValueError(f"`weights` file {os.fspath(weights)!r} does not exist.{checkpoint_prefix_hint(weights)}")
+    if isinstance(weights, (str, os.PathLike)) and weights != "imagenet":
+        existing_weights_file(weights, "`weights` file")
     if weights == "imagenet" and include_top and num_classes != 1000:
         raise ValueError(
             "weights='imagenet' with include_top=True needs num_classes=1000 "

@@ -19,7 +19,7 @@ from larq_poke.keras_graph import quiet_larq_warnings
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedWeightQuantizer
 from larq_poke.zoo.bineal import BiNeal
-from larq_poke.zoo.loading import checkpoint_prefix_hint
+from larq_poke.zoo.loading import existing_weights_file
 from larq_poke.zoo.references import ResNet18
 
 __all__ = ["BACKBONE_OPTIONS", "PRECISIONS", "check_precision", "check_weights_file", "output_conv", "task_backbone"]
@@ -44,9 +44,7 @@ def check_weights_file(weights, argument: str = "weights", *, of: str = "this mo
     if not isinstance(weights, (str, os.PathLike)) or weights == "imagenet":
         raise ValueError(f"{argument} must be None or a path to a Keras weights file of {of} (none are "
                          f"published), got {weights!r}.")
-    if not os.path.isfile(weights):
-        raise ValueError(f"{argument} file {os.fspath(weights)!r} does not exist or is not a file."
-                         f"{checkpoint_prefix_hint(weights)}")
+    existing_weights_file(weights, f"{argument} file")
 
 
 def task_backbone(precision: str, width_multiplier: float, *, input_shape, input_tensor=None, backbone_weights=None,
