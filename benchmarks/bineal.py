@@ -110,9 +110,9 @@ def main() -> None:
               f"estimated cycles {cost['cycles']:,}")
 
     # Does the int8 file decide BiNeal's signs as the training form does? On held-out images: the
-    # stem (exact but for values within float error of the threshold and inputs beyond the
-    # learned bound, which int8 clips at -128 steps and the model at -127) and the ±1 map the
-    # pool reads (one flip anywhere before it can move it).
+    # stem (exact but for values within float error of the threshold, also for inputs below the
+    # learned bound: the model clips them at -128 steps as int8 does) and the ±1 map the pool
+    # reads (one flip anywhere before it can move it).
     held_out = common.images(4, size, seed=12)
     with open(paths["bineal_int8"], "rb") as f:
         int8_flatbuffer = f.read()

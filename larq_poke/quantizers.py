@@ -69,11 +69,12 @@ def _binary_fake_quant(x, bound):
     return (_floor_ste(clipped) + 0.5) / scale
 
 
-def _signed_fake_quant(x, bound, bits):
-    """Official signed quantizer: round(clip(x * s, -B, B)) / s with s = B / (bound + eps)."""
+def _signed_fake_quant(x, bound, bits, full_range: bool = False):
+    """Official signed quantizer: round(clip(x * s, -B, B)) / s with s = B / (bound + eps);
+    ``full_range`` lowers the clip to -B - 1 (two's complement, TFLite's int8 activation grid)."""
     levels = 2.0 ** (bits - 1) - 1.0
     scale = tf.stop_gradient(levels / (bound + EPS))
-    clipped = tf.clip_by_value(x * scale, -levels, levels)
+    clipped = tf.clip_by_value(x * scale, -levels - 1.0 if full_range else -levels, levels)
     return _floor_ste(clipped + 0.5) / scale
 
 
@@ -274,12 +275,16 @@ class _BoundedActivationQuantizer(_PokeQuantizer):
 
 @register_serializable
 class SignedActivationQuantizer(_BoundedActivationQuantizer):
-    r"""Symmetric ``bits``-bit activation quantizer with learned bounds, per input channel
-    (PokeBNN's) or per tensor (``per_channel=False``: BiNeal's, exactly int8 TFLite's grid).
+    r"""Signed ``bits``-bit activation quantizer with learned bounds, per input channel
+    (PokeBNN's, symmetric) or per tensor (``per_channel=False``: BiNeal's, exactly int8 TFLite's
+    grid).
 
-    \(q(x) = \lfloor \mathrm{clip}(x s, -B, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
+    \(q(x) = \lfloor \mathrm{clip}(x s, -L, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
     \(s = B / (b_c + \epsilon)\) with the stored bound \(b_c\) of channel c; channels whose bound
     is negative (initially -1) pass through. Gradient: straight-through inside the clip range.
+    Per channel \(L = B\) (the official quantizer). Per tensor \(L = B + 1\): levels −128..127
+    at 8 bits, the two's-complement grid of a TFLite int8 tensor with scale b / 127 and zero
+    point 0, so that an int8 file computes the same levels for every input, also below −b.
 
     ```python
     q = SignedActivationQuantizer(bits=8)
@@ -293,7 +298,7 @@ class SignedActivationQuantizer(_BoundedActivationQuantizer):
         super().__init__(bits=bits, per_channel=per_channel, **kwargs)
 
     def _fake_quant(self, x, bound):
-        return _signed_fake_quant(x, bound, self.bits)
+        return _signed_fake_quant(x, bound, self.bits, full_range=not self.per_channel)
 
 
 @register_serializable

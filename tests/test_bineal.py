@@ -302,7 +302,10 @@ def test_int8_stem_and_classifier(converted, benchmark_common):
 def test_int8_stem_signs_with_zero_and_negative_gains(benchmark_common):
     """The int8 stem's integer thresholds with BN scales of both signs and exactly 0 (an
     all-zero channel of the folded kernel, whose sign is its bias's). A bias rounded to the
-    int32 grid, with only a half-step output shift, flips 2 of these 65,536 signs."""
+    int32 grid, with only a half-step output shift, flips 2 of these 65,536 signs. Inputs far
+    beyond the learned bound as well: int8 clips them at −128 steps, and so does the model
+    (clipping at −127 steps, as PokeBNN's symmetric quantizer does, flips 36 of the wide
+    images' signs)."""
     from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
     model = trained_like(BiNeal(0.5, input_shape=(SIZE, SIZE, 3), num_classes=10), seed=8, zero_gamma=True)
@@ -312,6 +315,10 @@ def test_int8_stem_signs_with_zero_and_negative_gains(benchmark_common):
     calibrate_activation_bounds(model, images)
     result = convert(model, int8=True, sample_inputs=images, verify=False)
     assert_int8_stem_keeps_the_signs(benchmark_common, model, result.flatbuffer, images)
+    wide = images * 4
+    bound = float(model.get_layer("stem.conv").input_quantizer.bounds.numpy()[0])
+    assert np.mean(wide < -bound * 128 / 127) > 0.1  # clipped at −128 steps
+    assert_int8_stem_keeps_the_signs(benchmark_common, model, result.flatbuffer, wide)
 
 
 def test_int8_sample_images_from_the_command_line(converted, tmp_path):

@@ -92,8 +92,8 @@ def test_signed_activation_per_channel_bounds_and_sentinel():
 
 
 def test_signed_activation_one_bound_per_tensor():
-    """``per_channel=False`` (BiNeal's 8-bit inputs): one bound, shape (1,), for every channel;
-    calibrated from data, it is the mean over batches of each batch's max |x| over all channels."""
+    """``per_channel=False`` (BiNeal's 8-bit inputs): one bound, shape (1,), for every channel,
+    on int8's grid; calibrated from data, it is the mean over batches of each batch's max |x| over all channels."""
     from larq_poke.converters.rewrites.pokebnn import calibrate_activation_bounds
 
     q = SignedActivationQuantizer(bits=8, per_channel=False)
@@ -102,7 +102,10 @@ def test_signed_activation_one_bound_per_tensor():
     assert q.bounds.shape == (1,)
     q.bounds.assign([2.5])
     s = 127 / (2.5 + EPS)
-    np.testing.assert_allclose(q(x).numpy(), np.floor(np.clip(x * s, -127, 127) + 0.5) / s, rtol=1e-6)
+    # int8's two's-complement grid: clipped at -128 steps below, 127 above (PokeBNN's per-channel
+    # quantizer clips at -127)
+    assert np.sum(x * s < -127.5) > 0 and np.sum(x * s > 127.5) > 0
+    np.testing.assert_allclose(q(x).numpy(), np.floor(np.clip(x * s, -128, 127) + 0.5) / s, rtol=1e-6)
 
     inputs = tf.keras.Input((4, 4, 3))
     with lq.context.quantized_scope(True):
@@ -111,6 +114,26 @@ def test_signed_activation_one_bound_per_tensor():
     calibrate_activation_bounds(model, x, batch_size=2)
     peaks = [np.abs(x[i:i + 2]).max() for i in (0, 2)]
     np.testing.assert_allclose(model.layers[1].input_quantizer.bounds.numpy(), [np.mean(peaks)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_deployable_activation_arithmetic_clips_as_the_quantizer(per_channel):
+    """The deployable rewrites' TFLite-native form of a signed activation quantizer
+    (``ActivationQuant``) clips where the quantizer does: at -127 steps per channel, at -128
+    per tensor, for inputs far beyond the bound."""
+    from larq_poke.converters.rewrites.common import ActivationQuant
+
+    q = SignedActivationQuantizer(bits=8, per_channel=per_channel)
+    x = RNG.normal(size=(2, 3, 3, 3)).astype(np.float32) * 4
+    q(x)
+    q.bounds.assign(np.full(q.bounds.shape, 1.5, np.float32))
+    s = np.float32(127) / np.float32(1.5 + EPS)
+    expected = np.floor(np.clip(x * s, -127 if per_channel else -128, 127) + 0.5) / s
+    arithmetic = ActivationQuant(q, "q")
+    np.testing.assert_allclose(q(x).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(arithmetic.float_call(tf.constant(x)).numpy(), expected, rtol=1e-6)
+    low = arithmetic.int8_range()[0]
+    assert np.isclose(low, -128 / s, rtol=1e-6)  # int8's lowest step
 
 
 def test_unsigned_activation_floors_then_clips():

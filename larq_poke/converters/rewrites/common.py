@@ -255,6 +255,7 @@ class ActivationQuant:
         self.name = name
         self.bits = int(quantizer.bits)
         self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
+        self.full_range = not self.unsigned and not quantizer.per_channel  # clips at -B - 1
         if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
             raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
         self.bounds = as_numpy(quantizer.bounds)
@@ -278,7 +279,8 @@ class ActivationQuant:
                 return tf.minimum(levels, 2.0**self.bits - 1.0)
             return tf.clip_by_value(levels, 0.0, 2.0**self.bits - 1.0)
         levels = 2.0 ** (self.bits - 1) - 1.0
-        return tf.floor(tf.clip_by_value(x * scale, -levels, levels) + 0.5)
+        lowest = -levels - 1.0 if self.full_range else -levels
+        return tf.floor(tf.clip_by_value(x * scale, lowest, levels) + 0.5)
 
     def integer_call(self, x, nonnegative: bool = False):
         """The quantized levels (integers) before the division by the scale, or None when some
@@ -299,9 +301,9 @@ class ActivationQuant:
     def int8_range(self) -> "tuple[float, float]":
         """Per-tensor range covering every channel's clipping range (the int8 grid is
         per-tensor in TFLite). For a signed 8-bit quantizer it is [−128, 127] steps of
-        max b / 127: the quantizer's own grid, so that with one bound (``per_channel=False``)
-        or equal bounds int8 reproduces it (values clipped at ±127 steps in the model can reach
-        −128 steps in int8)."""
+        max b / 127: the quantizer's own grid, so that with one bound (``per_channel=False``,
+        which clips at −128 steps too) int8 reproduces it for every input; with per-channel
+        bounds, values the model clips at −127 steps can reach −128 steps in int8."""
         if not self.calibrated:
             raise MissingQuantizationInfoError(
                 f"{self.name}: its {self.bits}-bit activation bounds are still the -1 sentinel "
