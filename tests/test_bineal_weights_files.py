@@ -3,13 +3,15 @@ model built without its head and a task model's backbone (D9: task backbones sta
 classifier), checked against the classifier's own variables; a file that does not fit changes
 nothing and says why."""
 
+import json
+
 import numpy as np
 import pytest
 
 import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
 from larq_poke.zoo import BiNeal
 from larq_poke.zoo.bineal_tasks import BiNealCenterNet, BiNealFCN
-from larq_poke.zoo.loading import load_keras_weights, load_weights
+from larq_poke.zoo.loading import CONFIG_ATTRIBUTE, load_keras_weights, load_weights, save_keras_weights
 
 
 def _random_values(model, seed):
@@ -25,7 +27,7 @@ def classifier_file(tmp_path_factory):
     variable, saved as `larq-poke train` saves it."""
     model = _random_values(BiNeal(1.0, input_shape=(32, 32, 3), num_classes=10), seed=0)
     path = tmp_path_factory.mktemp("bineal_weights") / "weights.h5"
-    model.save_weights(str(path))
+    save_keras_weights(model, path)
     return model, path
 
 
@@ -131,6 +133,71 @@ def test_a_file_of_another_option_is_refused(classifier_file, tmp_path):
                    **({"num_classes": 10} if include_top else {}))
     with pytest.raises(ValueError, match="no weights for layers .*main_q"):
         load_keras_weights(int4, path)
+
+
+def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tmp_path):
+    """INT4 against INT3 branch outputs: the same layers and shapes, other levels. A file written
+    by save_keras_weights (as `larq-poke train` writes) or a whole saved model records each
+    layer's settings, so loading it into the other model is refused; a plain Keras weights file
+    cannot tell them apart. Training-only settings may differ."""
+    import h5py
+
+    shape = {"input_shape": (32, 32, 3), "num_classes": 10}
+    int4 = _random_values(BiNeal(0.5, branch_bits=4, **shape), seed=2)
+    save_keras_weights(int4, tmp_path / "int4.h5")
+    int4.save(str(tmp_path / "whole.h5"))
+    for name in ("int4.h5", "whole.h5"):
+        int3 = BiNeal(0.5, branch_bits=3, **shape)
+        before = int3.get_weights()
+        with pytest.raises(ValueError, match="layer 'stage1.block1.main_q' was saved with bits=4, the model has bits=3"):
+            load_keras_weights(int3, tmp_path / name)
+        for got, want in zip(int3.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(got, want)
+        same = BiNeal(0.5, branch_bits=4, weights=str(tmp_path / name), **shape)
+        for got, want in zip(same.get_weights(), int4.get_weights(), strict=True):
+            np.testing.assert_array_equal(got, want)
+    int4.save_weights(str(tmp_path / "plain.h5"))  # no settings recorded: shapes only
+    load_keras_weights(BiNeal(0.5, branch_bits=3, **shape), tmp_path / "plain.h5")
+
+    def recorded(edit):
+        """A copy of int4.h5 whose recorded settings ``edit`` changed."""
+        path = tmp_path / f"edited{len(list(tmp_path.iterdir()))}.h5"
+        path.write_bytes((tmp_path / "int4.h5").read_bytes())
+        with h5py.File(path, "a") as f:
+            config = json.loads(f.attrs[CONFIG_ATTRIBUTE])
+            layers = {layer["config"]["name"]: layer["config"] for layer in config["config"]["layers"]}
+            edit(layers)
+            f.attrs[CONFIG_ATTRIBUTE] = json.dumps(config)
+        return path
+
+    def training_only(layers):
+        layers["stem.bn"]["momentum"] = 0.5
+        layers["stage1.block1.conv1"]["kernel_initializer"] = {"class_name": "Zeros", "config": {}}
+        layers["stage1.block1.conv2"]["kernel_regularizer"] = {"class_name": "L2", "config": {"l2": 1e-5}}
+        layers["stage2.block1.bn1"]["dtype"] = "mixed_float16"
+        layers["stage2.block1.conv1"]["dilation_rate"] = [2, 2]  # a backbone may dilate
+        layers["stem.pool"]["pool_size"] = [2, 2]  # a layer without weights
+
+    load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(training_only))
+    with pytest.raises(ValueError, match="layer 'stem.bn' was saved with epsilon=0.5"):
+        load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(lambda layers: layers["stem.bn"].update(epsilon=0.5)))
+    with pytest.raises(ValueError, match="layer 'stage1.block1.conv1' was saved with kernel_quantizer.config.alpha="):
+        load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(
+            lambda layers: layers["stage1.block1.conv1"]["kernel_quantizer"]["config"].update(alpha="element")))
+
+
+def test_save_keras_weights_names_and_replacement(tmp_path):
+    model = BiNeal(0.5, input_shape=(32, 32, 3), num_classes=10)
+    for name in ("w.weights.h5", "w.keras", "w"):
+        with pytest.raises(ValueError, match="name the file \\*.h5"):
+            save_keras_weights(model, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "w.h5").write_bytes(b"old")  # replaced whole, through a temporary file that goes away
+    save_keras_weights(_random_values(model, seed=3), tmp_path / "w.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
+    again = BiNeal(0.5, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "w.h5"))
+    for got, want in zip(again.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_cli_converts_a_weights_file_of_another_number_of_classes(classifier_file, tmp_path, capsys):

@@ -221,6 +221,7 @@ def train(config: TrainConfig) -> dict:
     from larq_poke.train.distill import Distiller, check_teachers
     from larq_poke.train.evaluate import evaluate
     from larq_poke.train.teachers import PREPROCESSING_FILE, load_teacher
+    from larq_poke.zoo.loading import save_keras_weights
     from larq_poke.zoo.resolve import load_model
 
     if config.recipe not in RECIPES:
@@ -324,7 +325,7 @@ def train(config: TrainConfig) -> dict:
         trained = student
         student = load_model(config.model, input_size=image_size, num_classes=info.num_classes)
         student.set_weights(trained.get_weights())
-    student.save_weights(str(out / "weights.h5"))
+    save_keras_weights(student, out / "weights.h5")  # with the layer settings, checked on load
     student.save(str(out / "model.keras"))
     (out / PREPROCESSING_FILE).write_text(json.dumps(prep.to_dict(), indent=2))
 

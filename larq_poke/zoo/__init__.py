@@ -11,7 +11,7 @@ larq_poke.zoo.load_weights(model, "checkpoint_125000")      # official Flax chec
 """
 
 from larq_poke.zoo import gdrive, weights
-from larq_poke.zoo.loading import ImportReport, import_weights, load_weights
+from larq_poke.zoo.loading import ImportReport, import_weights, load_keras_weights, load_weights, save_keras_weights
 from larq_poke.zoo.pokebnn import PokeBNN
 from larq_poke.zoo.registry import build, list_models, list_task_models
 from larq_poke.zoo.bineal import BiNeal
@@ -33,6 +33,8 @@ __all__ = [
     "import_weights",
     "list_models",
     "list_task_models",
+    "load_keras_weights",
     "load_weights",
+    "save_keras_weights",
     "weights",
 ]

@@ -21,6 +21,7 @@ A family module registers itself with :func:`register_family`; see docs/architec
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "family_of",
     "load_weights",
     "load_keras_weights",
+    "save_keras_weights",
     "existing_weights_file",
     "converted_weights_path",
     "PretrainedWeights",
@@ -154,6 +156,117 @@ def _read_h5_layers(path: str) -> dict:
         raise ValueError(f"cannot read Keras weights file {path}: {err}") from err
 
 
+#: The root attribute in which :func:`save_keras_weights` records the model's configuration.
+CONFIG_ATTRIBUTE = "larq_poke_model_config"
+
+# Layer settings that do not change what a layer's weights mean, left out when a file's settings
+# are compared: training-only ones, the dtype (a mixed-precision run changes it) and the spatial
+# geometry (a dense-prediction backbone may run a classifier's convs with other strides or dilation).
+_NOT_COMPARED = ("name", "trainable", "dtype", "momentum", "metrics", "batch_input_shape", "input_shape",
+                 "strides", "dilation_rate", "padding")
+_NOT_COMPARED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
+
+
+def save_keras_weights(model, path) -> str:
+    """Save ``model``'s weights as a Keras ``.h5`` file that also records every layer's settings,
+    written atomically (a failed save leaves no file, or the old one); returns the path.
+
+    ```python
+    save_keras_weights(model, "runs/bineal/weights.h5")    # what `larq-poke train` writes
+    model = BiNeal(1.0, weights="runs/bineal/weights.h5")   # checks the settings too
+    ```
+
+    Keras reads the file as usual (``model.load_weights``). :func:`load_keras_weights` then
+    also refuses it for a model whose layers were built with other settings that change no
+    weight shape (e.g. ``BranchQuantizer`` bits 4 or 3), which weights alone cannot tell apart.
+    Compared: the settings of every layer with weights. Not compared: what only training uses
+    (initializers, regularizers, constraints, BN momentum), the dtype of a mixed-precision run,
+    and strides, dilation and padding (a dense-prediction backbone may run a classifier's convs
+    differently). A subclassed model, which has no configuration, gets a plain weights file.
+    """
+    import h5py
+
+    label = os.fspath(path)
+    if label.endswith(".weights.h5") or not label.endswith(".h5"):
+        raise ValueError(f"save_keras_weights writes Keras h5 weights: name the file *.h5 (not .weights.h5), "
+                         f"got {label!r}.")
+    try:
+        config = model.to_json()
+    except NotImplementedError:  # a subclassed model has no config: its file checks shapes only
+        config = None
+    with atomic_path(label, suffix=".part.h5") as tmp_name:
+        model.save_weights(tmp_name, save_format="h5")
+        if config is not None:
+            with h5py.File(tmp_name, "a") as f:
+                f.attrs[CONFIG_ATTRIBUTE] = config
+    return label
+
+
+def _layer_settings(model_json) -> Optional[dict]:
+    """``{layer name: config}`` of a model's JSON configuration (None when it has no layer list)."""
+    try:
+        config = json.loads(model_json)
+        layers = config["config"]["layers"]
+        return {layer["config"]["name"]: layer for layer in layers if layer.get("class_name") != "InputLayer"}
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _stored_settings(path: str) -> Optional[dict]:
+    """The layer settings a Keras h5 file records: written by :func:`save_keras_weights`, or a
+    whole model saved as ``.h5`` (Keras' ``model_config``); None for plain weights files."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for attribute in (CONFIG_ATTRIBUTE, "model_config"):
+            if attribute in f.attrs:
+                raw = f.attrs[attribute]
+                return _layer_settings(raw.decode() if isinstance(raw, bytes) else raw)
+    return None
+
+
+def _settings_differences(stored, own, where: str = "") -> list:
+    """``[(key path, stored value, own value)]`` where two layer configs differ in a setting that
+    changes what the layer computes."""
+    if isinstance(stored, dict) and isinstance(own, dict):
+        differences = []
+        for key in sorted(set(stored) | set(own)):
+            if key in _NOT_COMPARED or key.endswith(_NOT_COMPARED_SUFFIXES):
+                continue
+            differences += _settings_differences(stored.get(key), own.get(key), f"{where}.{key}" if where else key)
+        return differences
+    if where.endswith("class_name") and isinstance(stored, str) and isinstance(own, str):
+        # a whole saved model names registered classes "package>Class", model.to_json "Class"
+        stored, own = stored.rpartition(">")[2], own.rpartition(">")[2]
+    if isinstance(stored, (list, tuple)) and isinstance(own, (list, tuple)) and len(stored) == len(own):
+        return [d for i, (a, b) in enumerate(zip(stored, own)) for d in _settings_differences(a, b, f"{where}[{i}]")]
+    return [] if stored == own else [(where, stored, own)]
+
+
+def _check_settings(model, path: str, misfit) -> None:
+    """Refuse a file whose recorded layer settings differ from ``model``'s for a weighted layer of
+    the same name (weights alone cannot tell such settings apart)."""
+    stored = _stored_settings(path)
+    if stored is None:
+        return
+    try:
+        own = _layer_settings(model.to_json())
+    except (NotImplementedError, TypeError, ValueError):  # a model with no serializable config
+        return
+    weighted = {layer.name for layer in _keras_weighted_layers(model)}
+    for name, layer in (own or {}).items():
+        if name not in stored or name not in weighted:
+            continue
+        differences = _settings_differences(
+            {"class_name": stored[name].get("class_name"), **stored[name].get("config", {})},
+            {"class_name": layer.get("class_name"), **layer.get("config", {})},
+        )
+        if differences:
+            key, theirs, ours = differences[0]
+            raise misfit(f"layer {name!r} was saved with {key}={theirs!r}, the model has {key}={ours!r} "
+                         "(built with another option?)")
+
+
 def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
     """Load Keras h5 weights by layer name, after checking that every weighted layer of ``model``
     is in the file with the same weight shapes and that the file holds no other layers, except,
@@ -189,6 +302,7 @@ def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
         if not allow_missing_head:
             raise misfit(f"it holds weights for layers the model does not have: {extra[:5]} (a head? only a model "
                          "built with include_top=False leaves its head's weights out)")
+    _check_settings(model, path, misfit)
     try:
         # by name: Keras checks and collects every value before it assigns any
         model.load_weights(path, by_name=True)
@@ -222,8 +336,10 @@ def load_keras_weights(model, path, *, allow_missing_head: bool = False) -> int:
     layer, except with ``allow_missing_head`` the layers after all of the model's (a classifier's
     file then fills a model built without its head, or a backbone). ``ValueError`` naming the
     file and the problem (missing file, another format, a layer or shape that does not fit);
-    nothing is assigned then. A weights file cannot tell settings that change no weight shape
-    apart (e.g. ``BranchQuantizer`` bits 4 or 3).
+    nothing is assigned then. Settings that change no weight shape (e.g. ``BranchQuantizer``
+    bits 4 or 3) are checked too when the file records them: written by
+    :func:`save_keras_weights` (``larq-poke train``) or a whole model saved as ``.h5``; a plain
+    ``model.save_weights`` file cannot tell them apart.
     """
     label = existing_weights_file(path)
     try:
@@ -315,9 +431,7 @@ def _convert_and_cache(entry: WeightsEntry, state, model=None) -> Path:
     if model is None:
         model = family.build(entry.model)
     family.assign(model, state, False)
-    with atomic_path(converted_weights_path(entry), suffix=".part.h5") as tmp_name:
-        model.save_weights(tmp_name, save_format="h5")
-    return converted_weights_path(entry)
+    return Path(save_keras_weights(model, converted_weights_path(entry)))
 
 
 def import_weights(entry: WeightsEntry, checkpoint, *, model=None) -> Path:
