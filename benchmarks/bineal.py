@@ -124,7 +124,7 @@ def main() -> None:
     map_differ = np.sign(int8_map) != training
     print(f"bineal_int8 signs against the training form, 4 held-out images: stem {stem_differ.sum():,} of "
           f"{stem_differ.size:,} differ ({ties} within 1e-5 of the threshold; {np.sum(held_out < -bound):,} input "
-          f"values below the learned bound -{bound:.3f}), last block {map_differ.sum():,} of {map_differ.size:,}")
+          f"values below the learned bound -{bound:.3f}, which int8 and the model both clip at -128 steps), last block {map_differ.sum():,} of {map_differ.size:,}")
 
     # What-if: the blocks' branch outputs and ADDs in int8 as well (LCE's binary convs then write
     # int8, the ADDs run in int8). Not exact; timed below against the float-add int8 file.

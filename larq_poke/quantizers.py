@@ -282,8 +282,8 @@ class SignedActivationQuantizer(_BoundedActivationQuantizer):
     \(q(x) = \lfloor \mathrm{clip}(x s, -L, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
     \(s = B / (b_c + \epsilon)\) with the stored bound \(b_c\) of channel c; channels whose bound
     is negative (initially -1) pass through. Gradient: straight-through inside the clip range.
-    Per channel \(L = B\) (the official quantizer). Per tensor \(L = B + 1\): levels −128..127
-    at 8 bits, the two's-complement grid of a TFLite int8 tensor with scale b / 127 and zero
+    \(L = B\) (the official quantizer), except per tensor at 8 bits: \(L = 128\), levels
+    −128..127, the two's-complement grid of a TFLite int8 tensor with scale b / 127 and zero
     point 0, so that an int8 file computes the same levels for every input, also below −b.
 
     ```python
@@ -298,7 +298,7 @@ class SignedActivationQuantizer(_BoundedActivationQuantizer):
         super().__init__(bits=bits, per_channel=per_channel, **kwargs)
 
     def _fake_quant(self, x, bound):
-        return _signed_fake_quant(x, bound, self.bits, full_range=not self.per_channel)
+        return _signed_fake_quant(x, bound, self.bits, full_range=not self.per_channel and self.bits == 8)
 
 
 @register_serializable

@@ -4,6 +4,8 @@ classifier), checked against the classifier's own variables; a file that does no
 nothing and says why."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -149,7 +151,8 @@ def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tm
     for name in ("int4.h5", "whole.h5"):
         int3 = BiNeal(0.5, branch_bits=3, **shape)
         before = int3.get_weights()
-        with pytest.raises(ValueError, match="layer 'stage1.block1.main_q' was saved with bits=4, the model has bits=3"):
+        with pytest.raises(ValueError, match="layer 'stage1.block1.main_q' was saved with other settings: bits=4 in "
+                                             "the file, 3 in the model"):
             load_keras_weights(int3, tmp_path / name)
         for got, want in zip(int3.get_weights(), before, strict=True):
             np.testing.assert_array_equal(got, want)
@@ -179,9 +182,10 @@ def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tm
         layers["stem.pool"]["pool_size"] = [2, 2]  # a layer without weights
 
     load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(training_only))
-    with pytest.raises(ValueError, match="layer 'stem.bn' was saved with epsilon=0.5"):
+    with pytest.raises(ValueError, match="layer 'stem.bn' was saved with other settings: epsilon=0.5 in the file"):
         load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(lambda layers: layers["stem.bn"].update(epsilon=0.5)))
-    with pytest.raises(ValueError, match="layer 'stage1.block1.conv1' was saved with kernel_quantizer.config.alpha="):
+    with pytest.raises(ValueError, match="'stage1.block1.conv1' was saved with other settings: "
+                                         "kernel_quantizer.config.alpha='element' in the file, 'channel'"):
         load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(
             lambda layers: layers["stage1.block1.conv1"]["kernel_quantizer"]["config"].update(alpha="element")))
 
@@ -195,6 +199,9 @@ def test_save_keras_weights_names_and_replacement(tmp_path):
     (tmp_path / "w.h5").write_bytes(b"old")  # replaced whole, through a temporary file that goes away
     save_keras_weights(_random_values(model, seed=3), tmp_path / "w.h5")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "w.h5").stat().st_mode) == 0o666 & ~umask  # as open() makes it, not private
     again = BiNeal(0.5, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "w.h5"))
     for got, want in zip(again.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)
@@ -210,3 +217,23 @@ def test_cli_converts_a_weights_file_of_another_number_of_classes(classifier_fil
     # --num-classes builds the model the file fits; the conversion checks its parity in LCE
     assert main(args + ["--num-classes", "10", "--json"]) == 0
     assert (tmp_path / "m.tflite").stat().st_size > 0
+
+
+def test_recorded_settings_of_a_model_with_a_nested_model(tmp_path):
+    """A whole saved model records its nested models the way Keras' h5 format writes them (no
+    module or build config, names of its own); the same model built again loads it, and the
+    nested model's weights are checked by shape."""
+    import tensorflow as tf
+
+    def build():
+        inner_in = tf.keras.Input((4,))
+        inner = tf.keras.Model(inner_in, tf.keras.layers.Dense(3, name="inner_dense")(inner_in), name="inner")
+        inputs = tf.keras.Input((4,))
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="outer_dense")(inner(inputs)), name="outer")
+
+    source = _random_values(build(), seed=4)
+    source.save(str(tmp_path / "whole.h5"))
+    model = build()
+    load_keras_weights(model, tmp_path / "whole.h5")
+    for got, want in zip(model.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)

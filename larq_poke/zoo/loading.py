@@ -163,7 +163,8 @@ CONFIG_ATTRIBUTE = "larq_poke_model_config"
 # are compared: training-only ones, the dtype (a mixed-precision run changes it) and the spatial
 # geometry (a dense-prediction backbone may run a classifier's convs with other strides or dilation).
 _NOT_COMPARED = ("name", "trainable", "dtype", "momentum", "metrics", "batch_input_shape", "input_shape",
-                 "strides", "dilation_rate", "padding")
+                 "strides", "dilation_rate", "padding",
+                 "module", "registered_name", "build_config", "shared_object_id")  # how Keras wrote it
 _NOT_COMPARED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 
 
@@ -179,10 +180,12 @@ def save_keras_weights(model, path) -> str:
     Keras reads the file as usual (``model.load_weights``). :func:`load_keras_weights` then
     also refuses it for a model whose layers were built with other settings that change no
     weight shape (e.g. ``BranchQuantizer`` bits 4 or 3), which weights alone cannot tell apart.
-    Compared: the settings of every layer with weights. Not compared: what only training uses
-    (initializers, regularizers, constraints, BN momentum), the dtype of a mixed-precision run,
-    and strides, dilation and padding (a dense-prediction backbone may run a classifier's convs
-    differently). A subclassed model, which has no configuration, gets a plain weights file.
+    Compared: the settings of every top-level layer with weights (a nested model's weights are
+    checked by shape only). Not compared: what only training uses (initializers, regularizers,
+    constraints, BN momentum), the dtype of a mixed-precision run, and strides, dilation and
+    padding (a dense-prediction backbone may run a classifier's convs differently). A
+    subclassed model, which has no configuration, gets a plain weights file. A file that does
+    not fit names the layer and the settings; ``model.load_weights(path)`` skips the check.
     """
     import h5py
 
@@ -203,13 +206,24 @@ def save_keras_weights(model, path) -> str:
 
 
 def _layer_settings(model_json) -> Optional[dict]:
-    """``{layer name: config}`` of a model's JSON configuration (None when it has no layer list)."""
+    """``{layer name: (class name, config)}`` of a model's JSON configuration, for its top-level
+    layers other than inputs and nested models (None when it has no layer list)."""
     try:
-        config = json.loads(model_json)
-        layers = config["config"]["layers"]
-        return {layer["config"]["name"]: layer for layer in layers if layer.get("class_name") != "InputLayer"}
+        layers = json.loads(model_json)["config"]["layers"]
     except (TypeError, KeyError, ValueError):
         return None
+    if not isinstance(layers, list):
+        return None
+    settings = {}
+    for layer in layers:
+        config = layer.get("config") if isinstance(layer, dict) else None
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            continue
+        class_name = str(layer.get("class_name", "")).rpartition(">")[2]  # "package>Class" in saved models
+        if class_name == "InputLayer" or "layers" in config:  # nested models: their weights' shapes only
+            continue
+        settings[config["name"]] = (class_name, config)
+    return settings
 
 
 def _stored_settings(path: str) -> Optional[dict]:
@@ -227,7 +241,7 @@ def _stored_settings(path: str) -> Optional[dict]:
 
 def _settings_differences(stored, own, where: str = "") -> list:
     """``[(key path, stored value, own value)]`` where two layer configs differ in a setting that
-    changes what the layer computes."""
+    changes what the layer's weights mean."""
     if isinstance(stored, dict) and isinstance(own, dict):
         differences = []
         for key in sorted(set(stored) | set(own)):
@@ -236,7 +250,6 @@ def _settings_differences(stored, own, where: str = "") -> list:
             differences += _settings_differences(stored.get(key), own.get(key), f"{where}.{key}" if where else key)
         return differences
     if where.endswith("class_name") and isinstance(stored, str) and isinstance(own, str):
-        # a whole saved model names registered classes "package>Class", model.to_json "Class"
         stored, own = stored.rpartition(">")[2], own.rpartition(">")[2]
     if isinstance(stored, (list, tuple)) and isinstance(own, (list, tuple)) and len(stored) == len(own):
         return [d for i, (a, b) in enumerate(zip(stored, own)) for d in _settings_differences(a, b, f"{where}[{i}]")]
@@ -247,24 +260,25 @@ def _check_settings(model, path: str, misfit) -> None:
     """Refuse a file whose recorded layer settings differ from ``model``'s for a weighted layer of
     the same name (weights alone cannot tell such settings apart)."""
     stored = _stored_settings(path)
-    if stored is None:
+    if not stored:
         return
     try:
-        own = _layer_settings(model.to_json())
+        own = _layer_settings(model.to_json()) or {}
     except (NotImplementedError, TypeError, ValueError):  # a model with no serializable config
         return
     weighted = {layer.name for layer in _keras_weighted_layers(model)}
-    for name, layer in (own or {}).items():
+    for name, (class_name, config) in own.items():
         if name not in stored or name not in weighted:
             continue
-        differences = _settings_differences(
-            {"class_name": stored[name].get("class_name"), **stored[name].get("config", {})},
-            {"class_name": layer.get("class_name"), **layer.get("config", {})},
-        )
+        stored_class, stored_config = stored[name]
+        differences = _settings_differences({"class_name": stored_class, **stored_config},
+                                            {"class_name": class_name, **config})
         if differences:
-            key, theirs, ours = differences[0]
-            raise misfit(f"layer {name!r} was saved with {key}={theirs!r}, the model has {key}={ours!r} "
-                         "(built with another option?)")
+            listed = "; ".join(f"{key}={theirs!r} in the file, {ours!r} in the model"
+                               for key, theirs, ours in differences[:3])
+            more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+            raise misfit(f"layer {name!r} was saved with other settings: {listed}{more}. Build the model with "
+                         "the file's settings (another option?); model.load_weights(path) skips this check.")
 
 
 def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
@@ -431,7 +445,11 @@ def _convert_and_cache(entry: WeightsEntry, state, model=None) -> Path:
     if model is None:
         model = family.build(entry.model)
     family.assign(model, state, False)
-    return Path(save_keras_weights(model, converted_weights_path(entry)))
+    # plain weights: the official checkpoint fixes no option the family leaves to the user (BNext's
+    # zero_sign), so the cache records none
+    with atomic_path(converted_weights_path(entry), suffix=".part.h5") as tmp_name:
+        model.save_weights(tmp_name, save_format="h5")
+    return converted_weights_path(entry)
 
 
 def import_weights(entry: WeightsEntry, checkpoint, *, model=None) -> Path:

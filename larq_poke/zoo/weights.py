@@ -144,6 +144,12 @@ def sha256_of(path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(dest, suffix: str = ".part"):
     """Yield a temporary path next to ``dest``; on success rename it to ``dest`` atomically, on
@@ -160,6 +166,7 @@ def atomic_path(dest, suffix: str = ".part"):
     os.close(fd)
     try:
         yield tmp_name
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp's file is private; the result gets open()'s mode
         os.replace(tmp_name, dest)
     except BaseException:
         if os.path.exists(tmp_name):

@@ -243,7 +243,8 @@ def quantized_kernel(layer, attribute="kernel_quantizer", weight="kernel") -> np
 
 
 class ActivationQuant:
-    """A learned per-channel activation quantizer of PokeBNN, as TFLite-native arithmetic.
+    """A learned activation quantizer (PokeBNN's per channel, BiNeal's per tensor) as TFLite-native
+    arithmetic.
 
     Float mode reproduces the official fake quantization exactly (same float32 scale, round
     half up, division by the scale); channels whose bound is negative (the -1 sentinel) pass
@@ -255,7 +256,7 @@ class ActivationQuant:
         self.name = name
         self.bits = int(quantizer.bits)
         self.unsigned = isinstance(quantizer, UnsignedActivationQuantizer)
-        self.full_range = not self.unsigned and not quantizer.per_channel  # clips at -B - 1
+        self.full_range = not self.unsigned and not quantizer.per_channel and self.bits == 8  # clips at -128
         if not isinstance(quantizer, (SignedActivationQuantizer, UnsignedActivationQuantizer)):
             raise TypeError(f"{name}: unsupported activation quantizer {type(quantizer).__name__}")
         self.bounds = as_numpy(quantizer.bounds)
