@@ -54,6 +54,7 @@ __all__ = [
     "BiNealSign",
     "BiNealWeight",
     "MinValue",
+    "PACKING",
     "bineal_block",
     "bineal_block_names",
     "bineal_block_parts",
@@ -66,6 +67,8 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 #: The smallest PReLU slope the training constraint allows (monotonic, never flat).
 MIN_SLOPE = 1e-3
+#: LCE packs 32 channels into one word: the zoo's BiNeal widths fill whole words.
+PACKING = 32
 
 # The parts of a block, in graph order (layer name = f"{block}.{part}").
 BLOCK_PARTS = ("conv1", "bn1", "act1", "conv2", "bn2", "skip", "skip_bn", "add", "bn3", "act2")
@@ -271,7 +274,7 @@ def bineal_block(
     ``.skip_bn`` (skip path), ``.add``, ``.bn3`` and ``.act2``; with ``branch_bits`` (4: the
     paper's INT4 add), ``.main_q`` and ``.skip_q`` (:class:`BranchQuantizer`) before the add.
     """
-    if skip_kernel not in (1, 3):
+    if isinstance(skip_kernel, bool) or not isinstance(skip_kernel, numbers.Integral) or skip_kernel not in (1, 3):
         raise ValueError(f"skip_kernel must be 1 (BiNeal) or 3 (the BOLD-like variant), got {skip_kernel}.")
     h = bineal_conv(x, filters, 3, strides, alpha=alpha, name=f"{name}.conv1")
     h = _bn(f"{name}.bn1")(h)

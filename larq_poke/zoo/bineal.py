@@ -33,7 +33,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
-from larq_poke.layers.bineal import ALPHA_GRANULARITIES, BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_block
+from larq_poke.layers.bineal import ALPHA_GRANULARITIES, BN_EPSILON, BN_MOMENTUM, PACKING, BiNealSign, bineal_block
 from larq_poke.layers.pokebnn import eight_bit_classifier
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
@@ -44,8 +44,6 @@ __all__ = ["BiNeal", "MODELS", "NO_IMAGENET_WEIGHTS", "stage_plan"]
 
 # (blocks, base width) of the four stages: the ResNet-18 pattern (D2).
 _STAGES = ((2, 64), (2, 128), (2, 256), (2, 512))
-#: LCE packs 32 channels into one word; every BiNeal width must fill whole words.
-PACKING = 32
 
 NO_IMAGENET_WEIGHTS = (
     "No ImageNet-trained BiNeal weights are published: the DJI authors released neither code nor "

@@ -11,6 +11,7 @@ model.summary()   # Keras summary, then larq_poke.cost table
 
 from __future__ import annotations
 
+import numbers
 import os
 
 import tensorflow as tf
@@ -84,7 +85,7 @@ def model_input(
     the tensor to pass to the Model and the one to build on.
     """
     check_weights_argument(weights, include_top, num_classes)
-    if num_classes is None or int(num_classes) < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(tf.keras.backend.int_shape(input_tensor)[1:])

@@ -27,7 +27,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
-from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_conv
+from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, PACKING, BiNealSign, bineal_conv
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.bineal_tasks.backbone import check_precision, check_weights_file
@@ -36,8 +36,6 @@ from larq_poke.zoo.zoo_model import ZooModel, model_input, width_label
 
 __all__ = ["BiNealR2D2", "r2d2_widths"]
 
-#: LCE packs 32 channels per word: every width is rounded up to whole words.
-PACKING = 32
 
 # R2D2's Quad_L2Net with dilation instead of stride: (base width, kernel, dilation) of conv1..conv9.
 # conv1 is the 8-bit first layer, conv2..conv7 the three skip-less binary blocks (pairs), conv8 and

@@ -20,7 +20,7 @@ import larq as lq
 import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
-from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, BiNealSign, bineal_block
+from larq_poke.layers.bineal import BN_EPSILON, BN_MOMENTUM, PACKING, BiNealSign, bineal_block
 from larq_poke.layers.pixel_shuffle import PixelShuffle
 from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import FanInWeightQuantizer, SignedActivationQuantizer, SignedWeightQuantizer
@@ -34,8 +34,6 @@ __all__ = ["BiNealEDSR", "SR_SCALES"]
 SR_SCALES = (2, 4)
 #: Body width at m = 1 (m = 2, the paper's task width, gives EDSR-baseline's 64 channels).
 BASE_WIDTH = 32
-#: LCE packs 32 channels into one word.
-PACKING = 32
 
 
 def _bn(name):
