@@ -38,7 +38,9 @@ not exact, so not a deployment form), its latency, O and sign agreement.
 
 Last line::
 
-    bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=… body_overhead=…
+    bineal: bconv=…/… bitpacked=…/… ops_per_block=… overhead=… int8_resnet18_ratio=…
+
+(``body_overhead`` is printed on the line of the latency ratios, as "without the stems").
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ def main() -> None:
     ops_per_block = sum(report.float_compute_ops.values()) / blocks
     print(f"bineal: bconv={fused}/{len(report.binary_layers)} bitpacked={report.bitpacked_outputs}/"
           f"{len(report.bconvs)} ops_per_block={ops_per_block:.2f} overhead={overhead:.2f} "
-          f"int8_resnet18_ratio={resnet_ratio:.2f} body_overhead={body_overhead:.2f}")
+          f"int8_resnet18_ratio={resnet_ratio:.2f}")
 
 
 if __name__ == "__main__":
