@@ -12,10 +12,12 @@ it) and without (float stem and classifier).
 ``lce_benchmark_model`` does by default on a device (the binary ops stay LCE's).
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
-estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits), latency.
-The cycle ratios are printed twice: for BiNeal as benchmarked (float branch outputs, stored
-before the add) and with the INT4 branch outputs of D6 (the paper's design; also costed for
-PokeBNN-1.0x and BNext-T). Figures:
+estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits, the BNNs'
+non-binary operands at 16 bits and again at 8), latency.
+The cycle ratios are printed for BiNeal as benchmarked (float branch outputs, stored before the
+add) and with the INT4 branch outputs of D6 (the paper's design; also costed for PokeBNN-1.0x and
+BNext-T): once with the BNNs' non-binary operands at 16 bits, once with them at 8 bits, as
+ResNet-18's (BiNeal's branch outputs then at 8 bits too). Figures:
 
 * ``overhead`` O = (BiNeal / QuickNet latency) / (BiNeal / QuickNet BOPs): the cost per binary
   MAC relative to LCE's reference design (target O ≤ 1.0), for the deployment form of D3 (BiNeal
@@ -87,7 +89,8 @@ def main() -> None:
     for key, model, bits in (("quicknet", quicknet, None), ("bineal", bineal, None), ("resnet18_int8", resnet, 8)):
         totals = profile(model).totals
         cycles = estimate_cycles(model, as_bits=bits).totals["cycles"]
-        costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles)
+        cycles8 = estimate_cycles(model, as_bits=8).totals["cycles"]
+        costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles, cycles8=cycles8)
     costs["bineal_int8"] = costs["bineal"]
     from larq_poke.zoo import BNextT, PokeBNN
 
@@ -95,10 +98,12 @@ def main() -> None:
 
     cycles_only = (("pokebnn-1.0x", lambda: PokeBNN(1.0)), ("bnext-t", BNextT),
                    ("bineal-1.0x, INT4 branch outputs (D6)", lambda: BiNeal(1.0, branch_bits=4)))
-    more_cycles = {}
+    more_cycles, more_cycles8 = {}, {}
     for key, build in cycles_only:
-        more_cycles[key] = estimate_cycles(build()).totals["cycles"]
-        print(f"{key}: estimated cycles {more_cycles[key]:,}")
+        model = build()
+        more_cycles[key] = estimate_cycles(model).totals["cycles"]
+        more_cycles8[key] = estimate_cycles(model, as_bits=8).totals["cycles"]
+        print(f"{key}: estimated cycles {more_cycles[key]:,} ({more_cycles8[key]:,} with non-binary operands at 8 bits)")
     for key in ("quicknet", "bineal", "bineal_int8"):
         report = reports[key]
         fused = sum(1 for fate in report.binary_layers if fate.fused)
@@ -218,13 +223,15 @@ def main() -> None:
     print(f"int8 branch outputs and ADDs (what-if): {latency['bineal_int8_adds']:.2f} ms, "
           f"{latency['bineal_int8_adds'] / latency['bineal_int8']:.2f} x the float-add int8 file, overhead O = "
           f"{latency['bineal_int8_adds'] / latency['quicknet'] / bops_ratio:.2f}")
-    int4 = more_cycles["bineal-1.0x, INT4 branch outputs (D6)"]
-    for label, cycles in (("float", costs["bineal"]["cycles"]), ("INT4 (D6)", int4)):
-        print(f"estimated cycles, BiNeal with {label} branch outputs: ResNet-18 int8 / BiNeal "
-              f"{costs['resnet18_int8']['cycles'] / cycles:.2f}, QuickNet / BiNeal "
-              f"{costs['quicknet']['cycles'] / cycles:.2f}, PokeBNN-1.0x / BiNeal "
-              f"{more_cycles['pokebnn-1.0x'] / cycles:.2f}, BNext-T / BiNeal "
-              f"{more_cycles['bnext-t'] / cycles:.2f}")
+    int4 = "bineal-1.0x, INT4 branch outputs (D6)"
+    for column, others, where in (("cycles", more_cycles, "the BNNs' non-binary operands at 16 bits"),
+                                  ("cycles8", more_cycles8, "every non-binary operand at 8 bits")):
+        for label, cycles in (("float" if column == "cycles" else "8-bit", costs["bineal"][column]),
+                              ("INT4 (D6)", others[int4])):
+            print(f"estimated cycles ({where}), BiNeal with {label} branch outputs: ResNet-18 int8 / BiNeal "
+                  f"{costs['resnet18_int8'][column] / cycles:.2f}, QuickNet / BiNeal "
+                  f"{costs['quicknet'][column] / cycles:.2f}, PokeBNN-1.0x / BiNeal "
+                  f"{others['pokebnn-1.0x'] / cycles:.2f}, BNext-T / BiNeal {others['bnext-t'] / cycles:.2f}")
     report = reports["bineal_int8"]
     fused = sum(1 for fate in report.binary_layers if fate.fused)
     ops_per_block = sum(report.float_compute_ops.values()) / blocks

@@ -219,3 +219,21 @@ def test_load_model_builds_resnet18():
     assert model.get_layer("layer4.1.conv2").output_shape == (None, 2, 2, 512)
     report = estimate_cycles(model, as_bits=8)
     assert len(report.layers) == 21 and all(r.w_bits == 8 for r in report.layers)
+
+
+@pytest.mark.parametrize("branch_bits, as_bits, branch_out", [(None, None, 16), (None, 8, 8), (4, None, 4)])
+def test_bineal_bits_per_layer(branch_bits, as_bits, branch_out):
+    """In a BiNeal block the first conv's output is read only by a sign (1 bit); the second and
+    skip convs' outputs by the add (float, 8 bits when every non-binary operand is, the INT4
+    branch quantizers' 4 bits). The stem reads 8-bit inputs with 8-bit weights; binary convs
+    run 1-bit operands."""
+    from larq_poke.zoo import BiNeal
+
+    report = estimate_cycles(BiNeal(0.5, input_shape=(32, 32, 3), num_classes=10, branch_bits=branch_bits),
+                             TINY, as_bits=as_bits)
+    rows = {row.name: row for row in report.layers}
+    assert (rows["stem.conv"].w_bits, rows["stem.conv"].a_bits) == (8, 8)
+    for block in ("stage1.block1", "stage3.block2"):
+        conv1, conv2, skip = (rows[f"{block}.{part}"] for part in ("conv1", "conv2", "skip"))
+        assert (conv1.w_bits, conv1.a_bits, conv1.out_bits) == (1, 1, 1)
+        assert (conv2.out_bits, skip.out_bits) == (branch_out, branch_out)
