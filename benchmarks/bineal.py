@@ -1,7 +1,8 @@
 """BiNeal-1.0x against larq-zoo QuickNet (LCE's reference BNN) and an 8-bit ResNet-18 (full-int8
 TFLite), in one interleaved host run: LCE interpreter, indirect BGEMM kernel, 1 thread.
 
-    python benchmarks/bineal.py [--runs 30] [--size 224] [--xnnpack]
+    python benchmarks/bineal.py [--runs 30] [--size 224] [--xnnpack] [--threads 1]
+    python benchmarks/bineal.py --target adb[:SERIAL] [--benchmark-binary lce_benchmark_model]
 
 All models have seeded random parameters with calibrated batch norms (latency and census do not
 depend on trained values; trivial values would change what the converter emits). BiNeal is
@@ -10,6 +11,11 @@ it) and without (float stem and classifier).
 
 ``--xnnpack`` runs every file's float and int8 ops through TFLite's XNNPACK delegate, as
 ``lce_benchmark_model`` does by default on a device (the binary ops stay LCE's).
+
+``--target adb`` runs the same files, interleaved, on an Android device through adb with LCE's
+``lce_benchmark_model`` (:mod:`larq_poke.bench.adb`; LCE's default kernels, its optimised NEON
+BGEMM on AArch64, and the tool's XNNPACK default): the ARM figures the paper's claims are about.
+Everything else the script prints is computed on the host as before.
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
 estimate (:mod:`larq_poke.cycles`, default 64×64 array; ResNet-18 costed at 8 bits, the BNNs'
@@ -62,7 +68,23 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--xnnpack", action="store_true",
                         help="run every file's float and int8 ops through XNNPACK (lce_benchmark_model's default)")
+    parser.add_argument("--target", default="host",
+                        help="host (default) or adb[:SERIAL]: the same interleaved run on an Android device "
+                             "with lce_benchmark_model (LCE's default kernels there, XNNPACK as the tool sets it)")
+    parser.add_argument("--benchmark-binary", default=None,
+                        help="lce_benchmark_model for the device (adb only; default: $LCE_BENCHMARK_MODEL)")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    on_host = args.target == "host"
+    if not on_host and args.xnnpack:
+        parser.error("--xnnpack is for the host; on a device lce_benchmark_model decides (it uses XNNPACK by default)")
+    if on_host and args.benchmark_binary:
+        parser.error("--benchmark-binary is for --target adb")
+    if not on_host:  # before minutes of conversions: adb and the tool must be there
+        from larq_poke.bench.adb import find_adb, find_benchmark_binary
+
+        find_adb()
+        find_benchmark_binary(args.benchmark_binary)
 
     from larq_poke.bench import benchmark
     from larq_poke.converters import convert
@@ -96,8 +118,9 @@ def main() -> None:
 
     from larq_poke.zoo import BiNeal
 
-    cycles_only = (("pokebnn-1.0x", lambda: PokeBNN(1.0)), ("bnext-t", BNextT),
-                   ("bineal-1.0x, INT4 branch outputs (D6)", lambda: BiNeal(1.0, branch_bits=4)))
+    shape = {"input_shape": (size, size, 3)}  # at --size, as the benchmarked models
+    cycles_only = (("pokebnn-1.0x", lambda: PokeBNN(1.0, **shape)), ("bnext-t", lambda: BNextT(**shape)),
+                   ("bineal-1.0x, INT4 branch outputs (D6)", lambda: BiNeal(1.0, branch_bits=4, **shape)))
     more_cycles, more_cycles8 = {}, {}
     for key, build in cycles_only:
         model = build()
@@ -192,8 +215,12 @@ def main() -> None:
 
     order = ["quicknet", "bineal", "bineal_int8", "bineal_int8_adds", "resnet18_int8", "quicknet_stem", "bineal_stem",
              "bineal_int8_stem", "bineal_int8_stem_conv", "resnet18_int8_stem_conv"] + [k for k in paths if "_ops" in k]
-    comparison = benchmark([paths[k] for k in order], target="host", threads=1, runs=args.runs,
-                           kernel="indirect_bgemm", xnnpack=args.xnnpack)
+    if on_host:
+        comparison = benchmark([paths[k] for k in order], target="host", threads=args.threads, runs=args.runs,
+                               kernel="indirect_bgemm", xnnpack=args.xnnpack)
+    else:
+        comparison = benchmark([paths[k] for k in order], target=args.target, threads=args.threads, runs=args.runs,
+                               kernel="default", benchmark_binary=args.benchmark_binary)
     print(comparison.to_text())
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]
@@ -203,7 +230,8 @@ def main() -> None:
 
     overhead_float = latency["bineal"] / latency["quicknet"] / bops_ratio
     overhead = latency["bineal_int8"] / latency["quicknet"] / bops_ratio
-    body_overhead = body("bineal_int8") / body("quicknet") / bops_ratio
+    # nan when timing noise leaves QuickNet no body time (prefix medians are noisy)
+    body_overhead = body("bineal_int8") / body("quicknet") / bops_ratio if body("quicknet") > 0 else float("nan")
     resnet_ratio = latency["resnet18_int8"] / latency["bineal_int8"]
     print(f"stems (ops before the first binary conv): QuickNet {latency['quicknet_stem']:.2f} ms, BiNeal "
           f"int8 {latency['bineal_int8_stem']:.2f} ms, BiNeal float {latency['bineal_stem']:.2f} ms; body "
