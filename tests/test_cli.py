@@ -60,4 +60,16 @@ def test_summary_cycles_of_one_binary_conv_by_hand(tmp_path, capsys):
     assert cycles["totals"]["compute_cycles"] == 164
     assert cycles["totals"]["cycles"] == 672
     assert main(["summary", str(tmp_path / "conv.keras"), "--as-bits", "8"]) == 2
-    assert "--as-bits only applies with --cycles" in capsys.readouterr().err
+    assert "only apply with --cycles" in capsys.readouterr().err
+    # A 16 x 16 array of 4-bit PEs (4 XNOR lanes): K tiles of 64, T_K = 5, T_N = 4; compute
+    # 5·4·64 + 4·ceil(288/4) + 5·64 = 1888. DRAM at 8 B/cycle: the same 10752 bytes (the input
+    # fits a 1 KiB buffer), 1344 cycles, so now the layer is compute-bound.
+    assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--json", "--array", "16x16",
+                 "--pe-bits", "4", "--buffer-kib", "1", "--dram-bytes-per-cycle", "8"]) == 0
+    cycles = json.loads(capsys.readouterr().out)["cycles"]
+    assert (cycles["totals"]["compute_cycles"], cycles["totals"]["cycles"]) == (1888, 1888)
+    assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--array", "16"]) == 2
+    assert "--array must be ROWSxCOLS" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--pe-bits", "0"]) == 2
+    assert "pe_bits must be a positive integer" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path / "conv.keras"), "--pe-bits", "4"]) == 2

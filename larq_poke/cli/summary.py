@@ -5,6 +5,7 @@ larq-poke summary pokebnn-1.0x
 larq-poke summary bnext-t --input-size 160 --json
 larq-poke summary my_model.h5
 larq-poke summary bineal-1.0x --cycles        # plus the systolic-array cycle estimate
+larq-poke summary bineal-1.0x --cycles --array 32x32 --pe-bits 4 --buffer-kib 256
 ```
 """
 
@@ -31,7 +32,31 @@ def add_subcommand(subparsers) -> None:
                              "(larq_poke.cycles)")
     parser.add_argument("--as-bits", type=int, default=None, metavar="N",
                         help="with --cycles: cost float operands as N-bit (8: the model's 8-bit version)")
+    array = parser.add_argument_group("systolic array (with --cycles; defaults: larq_poke.cycles.SystolicArray)")
+    array.add_argument("--array", default=None, metavar="ROWSxCOLS", help="PE array size (default 64x64)")
+    array.add_argument("--pe-bits", type=int, default=None, help="multiplier bits per PE, and XNOR lanes (default 8)")
+    array.add_argument("--buffer-kib", type=int, default=None, help="on-chip activation buffer in KiB (default 512)")
+    array.add_argument("--dram-bytes-per-cycle", type=int, default=None, help="off-chip bandwidth (default 16)")
     parser.set_defaults(func=run)
+
+
+def _array(args):
+    """The SystolicArray the options describe; ValueError naming a bad one."""
+    from larq_poke.cycles import SystolicArray
+
+    settings = {}
+    if args.array is not None:
+        rows, _, cols = args.array.lower().partition("x")
+        if not (rows.isdigit() and cols.isdigit()):
+            raise ValueError(f"--array must be ROWSxCOLS, e.g. 64x64, got {args.array!r}")
+        settings.update(rows=int(rows), cols=int(cols))
+    if args.pe_bits is not None:
+        settings["pe_bits"] = args.pe_bits
+    if args.buffer_kib is not None:
+        settings["buffer_bytes"] = args.buffer_kib * 1024
+    if args.dram_bytes_per_cycle is not None:
+        settings["dram_bytes_per_cycle"] = args.dram_bytes_per_cycle
+    return SystolicArray(**settings), settings
 
 
 def run(args) -> int:
@@ -46,12 +71,14 @@ def run(args) -> int:
         input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])
     report = profile(model, input_shape=input_shape, float_bits=args.float_bits)
     cycles = None
+    array, settings = _array(args)
     if args.cycles:
         from larq_poke.cycles import estimate_cycles
 
-        cycles = estimate_cycles(model, input_shape=input_shape, float_bits=args.float_bits, as_bits=args.as_bits)
-    elif args.as_bits is not None:
-        raise ValueError("--as-bits only applies with --cycles")
+        cycles = estimate_cycles(model, array, input_shape=input_shape, float_bits=args.float_bits,
+                                 as_bits=args.as_bits)
+    elif args.as_bits is not None or settings:
+        raise ValueError("--as-bits and the systolic-array options only apply with --cycles")
     if args.json:
         emit_json(args, {**report.to_dict(), **({"cycles": cycles.to_dict()} if cycles else {})})
         return 0
