@@ -2,7 +2,7 @@
 TFLite), in one interleaved host run: LCE interpreter, indirect BGEMM kernel, 1 thread.
 
     python benchmarks/bineal.py [--runs 30] [--size 224] [--xnnpack] [--threads 1]
-    python benchmarks/bineal.py --target adb[:SERIAL] [--benchmark-binary lce_benchmark_model]
+    python benchmarks/bineal.py --target adb[:SERIAL] [--benchmark-binary lce_benchmark_model] [--adb PATH]
 
 All models have seeded random parameters with calibrated batch norms (latency and census do not
 depend on trained values; trivial values would change what the converter emits). BiNeal is
@@ -13,8 +13,9 @@ it) and without (float stem and classifier).
 ``lce_benchmark_model`` does by default on a device (the binary ops stay LCE's).
 
 ``--target adb`` runs the same files, interleaved, on an Android device through adb with LCE's
-``lce_benchmark_model`` (:mod:`larq_poke.bench.adb`; LCE's default kernels, its optimised NEON
-BGEMM on AArch64, and the tool's XNNPACK default): the ARM figures the paper's claims are about.
+``lce_benchmark_model`` (:mod:`larq_poke.bench.adb`; ``--runs`` runs per file in one round after
+the tool's warm-up; LCE's default kernels, its optimised NEON BGEMM on AArch64, and the tool's
+XNNPACK default): the ARM figures the paper's claims are about.
 Everything else the script prints is computed on the host as before.
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
@@ -73,18 +74,29 @@ def main() -> None:
                              "with lce_benchmark_model (LCE's default kernels there, XNNPACK as the tool sets it)")
     parser.add_argument("--benchmark-binary", default=None,
                         help="lce_benchmark_model for the device (adb only; default: $LCE_BENCHMARK_MODEL)")
+    parser.add_argument("--adb", default=None, help="the adb executable (adb only; default: adb on PATH)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    on_host = args.target == "host"
+    # every check before minutes of conversions
+    from larq_poke.bench import parse_target
+    from larq_poke.bench.adb import AdbError, find_adb, find_benchmark_binary
+
+    try:
+        on_host = parse_target(args.target)[0] == "host"
+    except ValueError as err:
+        parser.error(str(err))
+    if args.runs < 1 or args.threads < 1:
+        parser.error("--runs and --threads must be at least 1")
     if not on_host and args.xnnpack:
         parser.error("--xnnpack is for the host; on a device lce_benchmark_model decides (it uses XNNPACK by default)")
-    if on_host and args.benchmark_binary:
-        parser.error("--benchmark-binary is for --target adb")
-    if not on_host:  # before minutes of conversions: adb and the tool must be there
-        from larq_poke.bench.adb import find_adb, find_benchmark_binary
-
-        find_adb()
-        find_benchmark_binary(args.benchmark_binary)
+    if on_host and (args.benchmark_binary or args.adb):
+        parser.error("--benchmark-binary and --adb are for --target adb")
+    if not on_host:
+        try:
+            find_adb(args.adb)
+            find_benchmark_binary(args.benchmark_binary)
+        except AdbError as err:
+            parser.error(str(err))
 
     from larq_poke.bench import benchmark
     from larq_poke.converters import convert
@@ -137,7 +149,7 @@ def main() -> None:
     print(f"resnet18_int8: {os.path.getsize(paths['resnet18_int8']) / 1e6:.2f} MB")
     for key, cost in costs.items():
         print(f"{key}: ACE {cost['ace'] / 1e9:.3f} G, BOPs {cost['bops'] / 1e9:.3f} G, "
-              f"estimated cycles {cost['cycles']:,}")
+              f"estimated cycles {cost['cycles']:,} ({cost['cycles8']:,} with non-binary operands at 8 bits)")
 
     # Does the int8 file decide BiNeal's signs as the training form does? On held-out images: the
     # stem (exact but for values within float error of the threshold, also for inputs below the
@@ -220,7 +232,7 @@ def main() -> None:
                                kernel="indirect_bgemm", xnnpack=args.xnnpack)
     else:
         comparison = benchmark([paths[k] for k in order], target=args.target, threads=args.threads, runs=args.runs,
-                               kernel="default", benchmark_binary=args.benchmark_binary)
+                               rounds=1, kernel="auto", benchmark_binary=args.benchmark_binary, adb=args.adb)
     print(comparison.to_text())
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]

@@ -205,8 +205,9 @@ class SignedWeightQuantizer(_SwitchableWeightQuantizer):
     r"""Symmetric ``bits``-bit weight quantizer, per output channel (official AQT weights).
 
     \(q(w) = \lfloor \mathrm{clip}(w s, -B, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
-    \(s = B / (\max_c|w| + \epsilon)\). Used at 8 bits for the PokeBNN stem and head and at
-    4 bits for the SE convolutions.
+    \(s = B / (\max_c|w| + \epsilon)\). Used at 8 bits for the PokeBNN stem and head, BiNeal's
+    stem and classifier and the 8-bit layers of its task models, and at 4 bits for PokeBNN's SE
+    convolutions.
 
     ```python
     q = SignedWeightQuantizer(bits=4)
@@ -276,8 +277,8 @@ class _BoundedActivationQuantizer(_PokeQuantizer):
 @register_serializable
 class SignedActivationQuantizer(_BoundedActivationQuantizer):
     r"""Signed ``bits``-bit activation quantizer with learned bounds, per input channel
-    (PokeBNN's, symmetric) or per tensor (``per_channel=False``: BiNeal's, exactly int8 TFLite's
-    grid).
+    (PokeBNN's, symmetric) or per tensor (``per_channel=False``: BiNeal's; at 8 bits exactly
+    int8 TFLite's grid).
 
     \(q(x) = \lfloor \mathrm{clip}(x s, -L, B) + 0.5 \rfloor / s\), \(B = 2^{p-1} - 1\),
     \(s = B / (b_c + \epsilon)\) with the stored bound \(b_c\) of channel c; channels whose bound

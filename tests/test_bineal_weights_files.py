@@ -197,11 +197,13 @@ def test_save_keras_weights_names_and_replacement(tmp_path):
             save_keras_weights(model, tmp_path / name)
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "w.h5").write_bytes(b"old")  # replaced whole, through a temporary file that goes away
-    save_keras_weights(_random_values(model, seed=3), tmp_path / "w.h5")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
     umask = os.umask(0o022)
-    os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "w.h5").stat().st_mode) == 0o666 & ~umask  # as open() makes it, not private
+    try:
+        save_keras_weights(_random_values(model, seed=3), tmp_path / "w.h5")
+    finally:
+        os.umask(umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.h5"]
+    assert stat.S_IMODE((tmp_path / "w.h5").stat().st_mode) == 0o644  # as open() makes it, not mkstemp's 0o600
     again = BiNeal(0.5, input_shape=(32, 32, 3), num_classes=10, weights=str(tmp_path / "w.h5"))
     for got, want in zip(again.get_weights(), model.get_weights(), strict=True):
         np.testing.assert_array_equal(got, want)

@@ -71,5 +71,5 @@ def test_summary_cycles_of_one_binary_conv_by_hand(tmp_path, capsys):
     assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--array", "16"]) == 2
     assert "--array must be ROWSxCOLS" in capsys.readouterr().err
     assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--pe-bits", "0"]) == 2
-    assert "pe_bits must be a positive integer" in capsys.readouterr().err
+    assert "--pe-bits must be a positive integer" in capsys.readouterr().err
     assert main(["summary", str(tmp_path / "conv.keras"), "--pe-bits", "4"]) == 2

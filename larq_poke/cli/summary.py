@@ -45,9 +45,13 @@ def _array(args):
     from larq_poke.cycles import SystolicArray
 
     settings = {}
+    for option, value in (("--pe-bits", args.pe_bits), ("--buffer-kib", args.buffer_kib),
+                          ("--dram-bytes-per-cycle", args.dram_bytes_per_cycle)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be a positive integer, got {value}")
     if args.array is not None:
         rows, _, cols = args.array.lower().partition("x")
-        if not (rows.isdigit() and cols.isdigit()):
+        if not (rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
             raise ValueError(f"--array must be ROWSxCOLS, e.g. 64x64, got {args.array!r}")
         settings.update(rows=int(rows), cols=int(cols))
     if args.pe_bits is not None:
@@ -64,6 +68,9 @@ def run(args) -> int:
     from larq_poke.zoo.resolve import load_model
     from larq_poke.cost import profile
 
+    array, settings = _array(args)  # options checked before the model is built
+    if not args.cycles and (args.as_bits is not None or settings):
+        raise ValueError("--as-bits and the systolic-array options only apply with --cycles")
     progress("summary", f"building {args.model} ...")
     model = load_model(args.model, input_size=args.input_size, num_classes=args.num_classes)
     input_shape = None
@@ -71,14 +78,11 @@ def run(args) -> int:
         input_shape = (args.input_size, args.input_size, model.inputs[0].shape[-1])
     report = profile(model, input_shape=input_shape, float_bits=args.float_bits)
     cycles = None
-    array, settings = _array(args)
     if args.cycles:
         from larq_poke.cycles import estimate_cycles
 
         cycles = estimate_cycles(model, array, input_shape=input_shape, float_bits=args.float_bits,
                                  as_bits=args.as_bits)
-    elif args.as_bits is not None or settings:
-        raise ValueError("--as-bits and the systolic-array options only apply with --cycles")
     if args.json:
         emit_json(args, {**report.to_dict(), **({"cycles": cycles.to_dict()} if cycles else {})})
         return 0

@@ -235,7 +235,10 @@ def _stored_settings(path: str) -> Optional[dict]:
         for attribute in (CONFIG_ATTRIBUTE, "model_config"):
             if attribute in f.attrs:
                 raw = f.attrs[attribute]
-                return _layer_settings(raw.decode() if isinstance(raw, bytes) else raw)
+                try:
+                    return _layer_settings(raw.decode() if isinstance(raw, bytes) else raw)
+                except UnicodeDecodeError:
+                    return None
     return None
 
 

@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -144,12 +144,6 @@ def sha256_of(path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_path(dest, suffix: str = ".part"):
     """Yield a temporary path next to ``dest``; on success rename it to ``dest`` atomically, on
@@ -162,11 +156,15 @@ def atomic_path(dest, suffix: str = ".part"):
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
-    os.close(fd)
+    while True:  # as mkstemp, but with open()'s mode (0o666 less the umask), not a private 0o600
+        tmp_name = str(dest.parent / f".{dest.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(tmp_name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp_name
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp's file is private; the result gets open()'s mode
         os.replace(tmp_name, dest)
     except BaseException:
         if os.path.exists(tmp_name):

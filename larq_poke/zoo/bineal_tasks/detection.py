@@ -19,6 +19,7 @@ that class), ``[C, C+2)`` the box width and height and ``[C+2, C+4)`` the sub-ce
 
 from __future__ import annotations
 
+import numbers
 from typing import List, Optional
 
 import larq as lq
@@ -120,7 +121,7 @@ def BiNealCenterNet(
         ``weights.h5``): the backbone starts from it, as the paper's (D9); the rest keeps its
         initialisation.
     """
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer (object classes, no background), got {num_classes!r}.")
     check_precision(precision)
     check_weights_file(weights)

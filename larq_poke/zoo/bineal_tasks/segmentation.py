@@ -11,6 +11,7 @@ model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 import tensorflow as tf
@@ -56,7 +57,7 @@ def BiNealFCN(
         counterpart (ResNet-18 backbone, float score convs) for full-int8 deployment with
         :func:`larq_poke.converters.int8.convert_int8`.
     """
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}.")
     check_weights_file(weights)
     inputs, (_, stride8, stride16, stride32) = task_backbone(
