@@ -123,7 +123,7 @@ def main() -> None:
     for key, model, bits in (("quicknet", quicknet, None), ("bineal", bineal, None), ("resnet18_int8", resnet, 8)):
         totals = profile(model).totals
         cycles = estimate_cycles(model, as_bits=bits).totals["cycles"]
-        cycles8 = estimate_cycles(model, as_bits=8).totals["cycles"]
+        cycles8 = cycles if bits == 8 else estimate_cycles(model, as_bits=8).totals["cycles"]
         costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles, cycles8=cycles8)
     costs["bineal_int8"] = costs["bineal"]
     from larq_poke.zoo import BNextT, PokeBNN
@@ -227,12 +227,10 @@ def main() -> None:
 
     order = ["quicknet", "bineal", "bineal_int8", "bineal_int8_adds", "resnet18_int8", "quicknet_stem", "bineal_stem",
              "bineal_int8_stem", "bineal_int8_stem_conv", "resnet18_int8_stem_conv"] + [k for k in paths if "_ops" in k]
-    if on_host:
-        comparison = benchmark([paths[k] for k in order], target="host", threads=args.threads, runs=args.runs,
-                               kernel="indirect_bgemm", xnnpack=args.xnnpack)
-    else:
-        comparison = benchmark([paths[k] for k in order], target=args.target, threads=args.threads, runs=args.runs,
-                               rounds=1, kernel="auto", benchmark_binary=args.benchmark_binary, adb=args.adb)
+    on_target = (dict(kernel="indirect_bgemm", xnnpack=args.xnnpack) if on_host else
+                 dict(kernel="auto", rounds=1, benchmark_binary=args.benchmark_binary, adb=args.adb))
+    comparison = benchmark([paths[k] for k in order], target=args.target, threads=args.threads, runs=args.runs,
+                           **on_target)
     print(comparison.to_text())
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]

@@ -136,6 +136,28 @@ def test_snapped_threshold_matches_brute_force(fan_in):
     np.testing.assert_array_equal(deployed > 0, expected)
 
 
+def test_weight_gains_get_almost_no_gradient_under_the_batch_norm():
+    """docs/bineal.md: a BN in training divides out the positive per-channel scales λ and k of the
+    binary conv before it, so they get a gradient orders of magnitude below the latent kernel's
+    (only the BN's ε keeps it from 0)."""
+    from larq_poke.layers.bineal import bineal_block
+
+    inputs = tf.keras.Input((8, 8, 32))
+    y = bineal_block(BiNealSign(name="in_sign")(inputs), 32, name="block")
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(y))
+    rng = np.random.RandomState(0)
+    data, target = rng.randn(8, 8, 8, 32).astype(np.float32), rng.randn(8, 32).astype(np.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean((model(data, training=True) - target) ** 2)
+    grads = dict(zip([w.name for w in model.trainable_weights], tape.gradient(loss, model.trainable_weights)))
+    for conv in ("conv1", "conv2", "skip"):
+        largest = {term: max(float(np.max(np.abs(g))) for name, g in grads.items()
+                             if name.startswith(f"block.{conv}/") and name.endswith(f"{term}:0"))
+                   for term in ("kernel", "lambda", "k")}
+        assert largest["kernel"] > 0
+        assert largest["lambda"] < 1e-3 * largest["kernel"] and largest["k"] < 1e-3 * largest["kernel"], (conv, largest)
+
+
 # --- the fold -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("alpha, skip_kernel", [("channel", 1), ("pair", 3), ("element", 1)])
 def test_fold_matches_the_training_form(alpha, skip_kernel):
@@ -143,13 +165,14 @@ def test_fold_matches_the_training_form(alpha, skip_kernel):
                                 skip_kernel=skip_kernel), statistics_from=_images(16, seed=2))
     folded = fold_bineal(model)
     x = _images()
-    np.testing.assert_allclose(folded(x).numpy(), model(x, training=False).numpy(), atol=1e-4)
+    logits = model(x, training=False).numpy()
+    np.testing.assert_allclose(folded(x).numpy(), logits, atol=1e-4)
     # Not a trivial agreement: the last block's channels vary from image to image, and so do
     # the predicted classes.
     last = model.get_layer("stage4.block2.act2").output
     deep = tf.keras.Model(model.input, last)(x).numpy().reshape(len(x), -1)
     assert np.mean(deep.min(axis=0) != deep.max(axis=0)) > 0.2  # 6-12 % with random statistics, 30-36 % here
-    assert len(set(np.argmax(model(x, training=False).numpy(), axis=1))) > 1
+    assert len(set(np.argmax(logits, axis=1))) > 1
     # Block by block: the folded block's sum has the sign of the training block's output.
     names = bineal_block_names(model)
     train_bits = tf.keras.Model(model.input, [model.get_layer(f"{n}.act2").output for n in names])(x)

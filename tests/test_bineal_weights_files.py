@@ -148,19 +148,22 @@ def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tm
     int4 = _random_values(BiNeal(0.5, branch_bits=4, **shape), seed=2)
     save_keras_weights(int4, tmp_path / "int4.h5")
     int4.save(str(tmp_path / "whole.h5"))
+    int3 = BiNeal(0.5, branch_bits=3, **shape)
+    before = int3.get_weights()
     for name in ("int4.h5", "whole.h5"):
-        int3 = BiNeal(0.5, branch_bits=3, **shape)
-        before = int3.get_weights()
         with pytest.raises(ValueError, match="layer 'stage1.block1.main_q' was saved with other settings: bits=4 in "
                                              "the file, 3 in the model"):
             load_keras_weights(int3, tmp_path / name)
         for got, want in zip(int3.get_weights(), before, strict=True):
             np.testing.assert_array_equal(got, want)
-        same = BiNeal(0.5, branch_bits=4, weights=str(tmp_path / name), **shape)
+    same = BiNeal(0.5, branch_bits=4, **shape)
+    for name in ("int4.h5", "whole.h5"):
+        _random_values(same, seed=5)
+        load_keras_weights(same, tmp_path / name)
         for got, want in zip(same.get_weights(), int4.get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)
     int4.save_weights(str(tmp_path / "plain.h5"))  # no settings recorded: shapes only
-    load_keras_weights(BiNeal(0.5, branch_bits=3, **shape), tmp_path / "plain.h5")
+    load_keras_weights(int3, tmp_path / "plain.h5")
 
     def recorded(edit):
         """A copy of int4.h5 whose recorded settings ``edit`` changed."""
@@ -181,12 +184,12 @@ def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tm
         layers["stage2.block1.conv1"]["dilation_rate"] = [2, 2]  # a backbone may dilate
         layers["stem.pool"]["pool_size"] = [2, 2]  # a layer without weights
 
-    load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(training_only))
+    load_keras_weights(same, recorded(training_only))
     with pytest.raises(ValueError, match="layer 'stem.bn' was saved with other settings: epsilon=0.5 in the file"):
-        load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(lambda layers: layers["stem.bn"].update(epsilon=0.5)))
+        load_keras_weights(same, recorded(lambda layers: layers["stem.bn"].update(epsilon=0.5)))
     with pytest.raises(ValueError, match="'stage1.block1.conv1' was saved with other settings: "
                                          "kernel_quantizer.config.alpha='element' in the file, 'channel'"):
-        load_keras_weights(BiNeal(0.5, branch_bits=4, **shape), recorded(
+        load_keras_weights(same, recorded(
             lambda layers: layers["stage1.block1.conv1"]["kernel_quantizer"]["config"].update(alpha="element")))
 
 

@@ -219,10 +219,9 @@ def _layer_settings(model_json) -> Optional[dict]:
         config = layer.get("config") if isinstance(layer, dict) else None
         if not isinstance(config, dict) or not isinstance(config.get("name"), str):
             continue
-        class_name = str(layer.get("class_name", "")).rpartition(">")[2]  # "package>Class" in saved models
-        if class_name == "InputLayer" or "layers" in config:  # nested models: their weights' shapes only
+        if layer.get("class_name") == "InputLayer" or "layers" in config:  # nested models: shapes only
             continue
-        settings[config["name"]] = (class_name, config)
+        settings[config["name"]] = (layer.get("class_name"), config)
     return settings
 
 
@@ -253,15 +252,16 @@ def _settings_differences(stored, own, where: str = "") -> list:
             differences += _settings_differences(stored.get(key), own.get(key), f"{where}.{key}" if where else key)
         return differences
     if where.endswith("class_name") and isinstance(stored, str) and isinstance(own, str):
+        # a whole saved model names registered classes "package>Class", model.to_json "Class"
         stored, own = stored.rpartition(">")[2], own.rpartition(">")[2]
     if isinstance(stored, (list, tuple)) and isinstance(own, (list, tuple)) and len(stored) == len(own):
         return [d for i, (a, b) in enumerate(zip(stored, own)) for d in _settings_differences(a, b, f"{where}[{i}]")]
     return [] if stored == own else [(where, stored, own)]
 
 
-def _check_settings(model, path: str, misfit) -> None:
-    """Refuse a file whose recorded layer settings differ from ``model``'s for a weighted layer of
-    the same name (weights alone cannot tell such settings apart)."""
+def _check_settings(model, path: str, weighted, misfit) -> None:
+    """Refuse a file whose recorded layer settings differ from ``model``'s for a layer named in
+    ``weighted`` (weights alone cannot tell such settings apart)."""
     stored = _stored_settings(path)
     if not stored:
         return
@@ -269,7 +269,6 @@ def _check_settings(model, path: str, misfit) -> None:
         own = _layer_settings(model.to_json()) or {}
     except (NotImplementedError, TypeError, ValueError):  # a model with no serializable config
         return
-    weighted = {layer.name for layer in _keras_weighted_layers(model)}
     for name, (class_name, config) in own.items():
         if name not in stored or name not in weighted:
             continue
@@ -319,7 +318,7 @@ def _load_keras_h5(model, path: str, allow_missing_head: bool = False) -> int:
         if not allow_missing_head:
             raise misfit(f"it holds weights for layers the model does not have: {extra[:5]} (a head? only a model "
                          "built with include_top=False leaves its head's weights out)")
-    _check_settings(model, path, misfit)
+    _check_settings(model, path, own, misfit)
     try:
         # by name: Keras checks and collects every value before it assigns any
         model.load_weights(path, by_name=True)

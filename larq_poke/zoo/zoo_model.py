@@ -19,7 +19,7 @@ import tensorflow as tf
 from larq_poke.serialization import register_serializable
 from larq_poke.zoo.loading import existing_weights_file
 
-__all__ = ["ZooModel", "model_input", "check_weights_argument", "width_label"]
+__all__ = ["ZooModel", "model_input", "check_num_classes", "check_weights_argument", "width_label"]
 
 
 @register_serializable
@@ -51,6 +51,14 @@ class ZooModel(tf.keras.Model):
 
             print_fn = kwargs.get("print_fn") or print
             print_fn(profile(self, float_bits=float_bits).to_text())
+
+
+def check_num_classes(num_classes, minimum: int = 1, counted: str = "") -> None:
+    """ValueError unless ``num_classes`` is an integer (numpy's too, not a bool) >= ``minimum``;
+    ``counted`` says what is counted, in the message."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < minimum:
+        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`num_classes` must be {need}{f' ({counted})' if counted else ''}, got {num_classes!r}.")
 
 
 def check_weights_argument(weights, include_top: bool, num_classes: int) -> None:
@@ -85,8 +93,7 @@ def model_input(
     the tensor to pass to the Model and the one to build on.
     """
     check_weights_argument(weights, include_top, num_classes)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}.")
+    check_num_classes(num_classes)
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(tf.keras.backend.int_shape(input_tensor)[1:])
     if input_shape is None:

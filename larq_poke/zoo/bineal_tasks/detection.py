@@ -19,7 +19,6 @@ that class), ``[C, C+2)`` the box width and height and ``[C+2, C+4)`` the sub-ce
 
 from __future__ import annotations
 
-import numbers
 from typing import List, Optional
 
 import larq as lq
@@ -32,7 +31,7 @@ from larq_poke.no_autograph import without_autograph
 from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
 from larq_poke.zoo.bineal_tasks.backbone import check_precision, check_weights_file, output_conv, task_backbone
 from larq_poke.zoo.loading import load_keras_weights
-from larq_poke.zoo.zoo_model import ZooModel, width_label
+from larq_poke.zoo.zoo_model import ZooModel, check_num_classes, width_label
 
 __all__ = ["BiNealCenterNet", "OUTPUT_STRIDE", "decode_centernet"]
 
@@ -121,8 +120,7 @@ def BiNealCenterNet(
         ``weights.h5``): the backbone starts from it, as the paper's (D9); the rest keeps its
         initialisation.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer (object classes, no background), got {num_classes!r}.")
+    check_num_classes(num_classes, counted="object classes, no background")
     check_precision(precision)
     check_weights_file(weights)
     if binary_head and precision != "binary":

@@ -11,14 +11,13 @@ model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import tensorflow as tf
 
 from larq_poke.zoo.bineal_tasks.backbone import check_weights_file, output_conv, task_backbone
 from larq_poke.zoo.loading import load_keras_weights
-from larq_poke.zoo.zoo_model import ZooModel, width_label
+from larq_poke.zoo.zoo_model import ZooModel, check_num_classes, width_label
 
 __all__ = ["BiNealFCN"]
 
@@ -57,8 +56,7 @@ def BiNealFCN(
         counterpart (ResNet-18 backbone, float score convs) for full-int8 deployment with
         :func:`larq_poke.converters.int8.convert_int8`.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2 (background included), got {num_classes!r}.")
+    check_num_classes(num_classes, 2, counted="background included")
     check_weights_file(weights)
     inputs, (_, stride8, stride16, stride32) = task_backbone(
         precision, width_multiplier, input_shape=input_shape, input_tensor=input_tensor,
