@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import larq_poke  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
 from larq_poke.zoo import BiNeal
 from larq_poke.zoo.bineal_tasks import BiNealCenterNet, BiNealFCN
 from larq_poke.zoo.loading import CONFIG_ATTRIBUTE, load_keras_weights, load_weights, save_keras_weights
@@ -162,7 +163,19 @@ def test_settings_that_change_no_shape_are_checked_when_the_file_records_them(tm
         load_keras_weights(same, tmp_path / name)
         for got, want in zip(same.get_weights(), int4.get_weights(), strict=True):
             np.testing.assert_array_equal(got, want)
-    int4.save_weights(str(tmp_path / "plain.h5"))  # no settings recorded: shapes only
+    # a zoo model's own save_weights records them too, also through Keras' ModelCheckpoint
+    int4.save_weights(str(tmp_path / "own.h5"))
+    checkpoint = tf.keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch{epoch}.h5"), save_weights_only=True,
+                                                    save_freq="epoch")
+    checkpoint.set_model(int4)
+    checkpoint.on_epoch_end(0)
+    for name in ("own.h5", "epoch1.h5"):
+        with pytest.raises(ValueError, match="'stage1.block1.main_q' was saved with other settings: bits=4"):
+            load_keras_weights(int3, tmp_path / name)
+    # Keras h5 weights of a model that is not a zoo model record none: shapes only
+    tf.keras.Model.save_weights(int4, str(tmp_path / "plain.h5"))
+    with h5py.File(tmp_path / "plain.h5", "r") as f:
+        assert CONFIG_ATTRIBUTE not in f.attrs
     load_keras_weights(int3, tmp_path / "plain.h5")
 
     def recorded(edit):

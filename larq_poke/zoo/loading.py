@@ -37,6 +37,7 @@ __all__ = [
     "family_of",
     "load_weights",
     "load_keras_weights",
+    "records_settings",
     "save_keras_weights",
     "existing_weights_file",
     "converted_weights_path",
@@ -168,6 +169,16 @@ _NOT_COMPARED = ("name", "trainable", "dtype", "momentum", "metrics", "batch_inp
 _NOT_COMPARED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 
 
+def records_settings(path, save_format=None) -> bool:
+    """Whether ``model.save_weights(path, save_format=...)`` writes Keras h5 weights to a name
+    :func:`save_keras_weights` accepts (``*.h5``, not ``*.weights.h5``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    label = os.fspath(path)
+    plain_h5 = isinstance(label, str) and label.endswith(".h5") and not label.endswith(".weights.h5")
+    return plain_h5 and (save_format is None or str(save_format).lower() in ("h5", "hdf5"))
+
+
 def save_keras_weights(model, path) -> str:
     """Save ``model``'s weights as a Keras ``.h5`` file that also records every layer's settings,
     written atomically (a failed save leaves no file, or the old one); returns the path.
@@ -177,7 +188,8 @@ def save_keras_weights(model, path) -> str:
     model = BiNeal(1.0, weights="runs/bineal/weights.h5")   # checks the settings too
     ```
 
-    Keras reads the file as usual (``model.load_weights``). :func:`load_keras_weights` then
+    A zoo model's ``model.save_weights("x.h5")`` calls this. Keras reads the file as usual
+    (``model.load_weights``). :func:`load_keras_weights` then
     also refuses it for a model whose layers were built with other settings that change no
     weight shape (e.g. ``BranchQuantizer`` bits 4 or 3), which weights alone cannot tell apart.
     Compared: the settings of every top-level layer with weights (a nested model's weights are
@@ -188,9 +200,10 @@ def save_keras_weights(model, path) -> str:
     not fit names the layer and the settings; ``model.load_weights(path)`` skips the check.
     """
     import h5py
+    import tensorflow as tf
 
     label = os.fspath(path)
-    if label.endswith(".weights.h5") or not label.endswith(".h5"):
+    if not records_settings(label):
         raise ValueError(f"save_keras_weights writes Keras h5 weights: name the file *.h5 (not .weights.h5), "
                          f"got {label!r}.")
     try:
@@ -198,7 +211,7 @@ def save_keras_weights(model, path) -> str:
     except NotImplementedError:  # a subclassed model has no config: its file checks shapes only
         config = None
     with atomic_path(label, suffix=".part.h5") as tmp_name:
-        model.save_weights(tmp_name, save_format="h5")
+        tf.keras.Model.save_weights(model, tmp_name, save_format="h5")  # Keras' own, not a zoo model's
         if config is not None:
             with h5py.File(tmp_name, "a") as f:
                 f.attrs[CONFIG_ATTRIBUTE] = config
@@ -354,8 +367,9 @@ def load_keras_weights(model, path, *, allow_missing_head: bool = False) -> int:
     file and the problem (missing file, another format, a layer or shape that does not fit);
     nothing is assigned then. Settings that change no weight shape (e.g. ``BranchQuantizer``
     bits 4 or 3) are checked too when the file records them: written by
-    :func:`save_keras_weights` (``larq-poke train``) or a whole model saved as ``.h5``; a plain
-    ``model.save_weights`` file cannot tell them apart.
+    :func:`save_keras_weights` (``larq-poke train``, and a zoo model's ``save_weights`` to an
+    ``.h5`` name) or a whole model saved as ``.h5``; h5 weights written by Keras alone cannot
+    tell them apart.
     """
     label = existing_weights_file(path)
     try:
@@ -443,6 +457,8 @@ def _read_official(entry: WeightsEntry, path) -> dict:
 
 
 def _convert_and_cache(entry: WeightsEntry, state, model=None) -> Path:
+    import tensorflow as tf
+
     family = _family(entry)
     if model is None:
         model = family.build(entry.model)
@@ -450,7 +466,7 @@ def _convert_and_cache(entry: WeightsEntry, state, model=None) -> Path:
     # plain weights: the official checkpoint fixes no option the family leaves to the user (BNext's
     # zero_sign), so the cache records none
     with atomic_path(converted_weights_path(entry), suffix=".part.h5") as tmp_name:
-        model.save_weights(tmp_name, save_format="h5")
+        tf.keras.Model.save_weights(model, tmp_name, save_format="h5")  # not ZooModel's, which records them
     return converted_weights_path(entry)
 
 

@@ -17,7 +17,7 @@ import os
 import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
-from larq_poke.zoo.loading import existing_weights_file
+from larq_poke.zoo.loading import existing_weights_file, records_settings, save_keras_weights
 
 __all__ = ["ZooModel", "model_input", "check_num_classes", "check_weights_argument", "width_label"]
 
@@ -43,6 +43,25 @@ class ZooModel(tf.keras.Model):
         if not native:  # the .keras format stores no traces and refuses the argument
             kwargs.setdefault("save_traces", False)
         return super().save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, overwrite=True, save_format=None, options=None):
+        """``tf.keras.Model.save_weights``; to a ``.h5`` file it also records the layers' settings.
+
+        ```python
+        model.save_weights("bineal.h5")                       # weights + settings, atomically
+        BiNeal(1.0, weights="bineal.h5")                      # refused if built with other settings
+        ```
+
+        An ``.h5`` name (not ``.weights.h5``) is written by
+        :func:`~larq_poke.zoo.loading.save_keras_weights`: the same Keras h5 weights, plus the
+        model's configuration, through a temporary file (an interrupted save leaves the old
+        file). ``tf.keras.callbacks.ModelCheckpoint(..., save_weights_only=True)`` writes that
+        way too. Other names and formats are Keras' own.
+        """
+        if records_settings(filepath, save_format) and (overwrite or not os.path.exists(os.fspath(filepath))):
+            save_keras_weights(self, filepath)
+            return
+        return super().save_weights(filepath, overwrite=overwrite, save_format=save_format, options=options)
 
     def summary(self, *args, include_costs: bool = True, float_bits: int = 16, **kwargs):
         super().summary(*args, **kwargs)
