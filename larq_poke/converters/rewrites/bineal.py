@@ -186,6 +186,57 @@ def _check_trained(bns: List, allow_untrained: bool) -> None:
         )
 
 
+_SIGNS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign)  # ±1 in the forward pass
+
+
+def _check_block(model, b, users) -> None:
+    """ValueError naming the layer when block ``b`` is not wired or built as :func:`bineal_block`
+    builds it: the fold assumes ±1 inputs, +1 padding and no bias in its convs, and replaces
+    the whole block, so no layer outside it may read an inner tensor."""
+    for conv in (b.conv1, b.conv2, b.skip):
+        problems = []
+        if conv.use_bias:
+            problems.append("a bias")
+        if not isinstance(conv.input_quantizer, _SIGNS):
+            problems.append(f"input quantizer {type(conv.input_quantizer).__name__} (the fold needs ±1 inputs: "
+                            "ste_sign)")
+        if conv.padding == "same" and float(conv.pad_values) != 1.0:
+            problems.append(f"pad_values={conv.pad_values} (the thresholds assume +1 padding)")
+        if problems:
+            raise ValueError(f"BiNeal block {b.name!r}: {conv.name} has {', '.join(problems)}; fold_bineal folds "
+                             "blocks built by bineal_block.")
+    made_by = producers(model)
+
+    def sources(layer):
+        return [made_by.get(id(t)) for t in node_inputs(model, layer)]
+
+    main_end, skip_end = b.main_q or b.bn2, b.skip_q or b.skip_bn
+    links = [(b.bn1, b.conv1), (b.act1, b.bn1), (b.conv2, b.act1), (b.bn2, b.conv2), (b.skip_bn, b.skip),
+             (b.bn3, b.add), (b.act2, b.bn3)]
+    if b.main_q is not None:
+        links += [(b.main_q, b.bn2), (b.skip_q, b.skip_bn)]
+    for layer, source in links:
+        if sources(layer) != [source]:
+            found = [getattr(x, "name", "an input") for x in sources(layer)]
+            raise ValueError(f"BiNeal block {b.name!r}: {layer.name} reads {found}, not {source.name}: the block is "
+                             "not wired as bineal_block wires it.")
+    added = sources(b.add)
+    if len(added) != 2 or {id(x) for x in added} != {id(main_end), id(skip_end)}:
+        raise ValueError(f"BiNeal block {b.name!r}: {b.add.name} must add {main_end.name} and {skip_end.name}, "
+                         f"found {[getattr(x, 'name', 'an input') for x in added]}.")
+    if node_inputs(model, b.skip)[0] is not node_inputs(model, b.conv1)[0]:
+        raise ValueError(f"BiNeal block {b.name!r}: {b.skip.name} must read the block input, as {b.conv1.name} does.")
+    outputs = {id(t) for t in model.outputs}
+    inner = [b.conv1, b.bn1, b.act1, b.conv2, b.bn2, b.skip, b.skip_bn, b.add, b.bn3]
+    inner += [b.main_q, b.skip_q] if b.main_q is not None else []
+    for layer in inner:
+        tensor = node_output(model, layer)
+        if len(users.get(id(tensor), [])) != 1 or id(tensor) in outputs:
+            readers = [x.name for x in users.get(id(tensor), [])] + (["a model output"] if id(tensor) in outputs else [])
+            raise ValueError(f"BiNeal block {b.name!r}: {layer.name}'s output is read by {readers}; inside a block "
+                             "only the next layer of the block may read it (the fold replaces the whole block).")
+
+
 def _check_finite(model) -> None:
     for weight in model.weights:
         if not np.all(np.isfinite(as_numpy(weight))):
@@ -194,7 +245,8 @@ def _check_finite(model) -> None:
 
 # --- the fold -----------------------------------------------------------------------------------
 def _deploy_conv(conv, signs: np.ndarray, name: str):
-    layer = binary_conv(ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding), name, pad_values=1.0)
+    spec = ConvSpec(conv.filters, conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
+    layer = binary_conv(spec, name, pad_values=1.0)
     layer.build(conv.input_shape)
     layer.set_weights([signs.astype(np.float32)])
     return layer
@@ -240,7 +292,10 @@ def fold_bineal(model, *, allow_untrained: bool = False):
         UntrainedModelError: some batch norms hold their initial statistics (always an error), or
             all of them do and ``allow_untrained`` is False.
         ValueError: a BiNealSign's slope is not positive (the terms are not monotonic), a weight is
-            not finite, or the model is not a functional model with BiNeal blocks.
+            not finite, the model is not a functional model with BiNealSign layers, or a block is
+            not built and wired as :func:`~larq_poke.layers.bineal.bineal_block` makes it (a conv
+            with a bias, zero padding or real-valued input; a layer outside the block reading
+            inside it).
     """
     if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ValueError("fold_bineal needs a functional Keras model")
@@ -255,8 +310,11 @@ def fold_bineal(model, *, allow_untrained: bool = False):
     outputs = list(model.outputs)
     stem_bns = {act.name: _standalone_bn(model, act, users) for act in standalone}
     bns = [getattr(b, part) for b in blocks for part in ("bn1", "bn2", "skip_bn", "bn3")]
-    _check_trained(bns + [bn for bn in stem_bns.values() if bn is not None], allow_untrained)
+    bns += [bn for bn in stem_bns.values() if bn is not None]
+    _check_trained(bns, allow_untrained)
 
+    for b in blocks:
+        _check_block(model, b, users)
     replace = {}  # layer name -> function(args, new) -> tensor
     for b in blocks:
         replace.update(_block_substitutes(model, b, users, outputs))
@@ -374,35 +432,41 @@ def _standalone_substitutes(model, act, bn, users, outputs) -> dict:
 SIGN_RANGE = (-128.0 / 127.0, 1.0)
 
 
+def _output_length(length, kernel: int, stride: int, padding: str, dilation: int = 1):
+    """Keras' output length of a conv or pool along one axis (None stays None)."""
+    if length is None:
+        return None
+    if padding.upper() == "SAME":
+        return -(-length // stride)
+    return -(-(length - (kernel - 1) * dilation) // stride)
+
+
 @register_serializable
 class DeployableBiNealStem(GraphLayer):
     """BiNeal's 8-bit stem for int8 TFLite: the input fake-quantized with its learned bound (per
     tensor), the conv (BiNeal's 7×7 / 2; the first conv of a dense-prediction model) with the
-    8-bit weights times the BN scale (int8 per output channel), bias = BN shift − the stem
-    sign's threshold, the output fake-quantized to int8, then the max pool if the stem has one.
-    Its sign is the next binary convs' ``LceQuantize``.
+    8-bit weights times the BN scale (int8 per output channel), bias = (conv bias ×) BN scale +
+    BN shift − the stem sign's threshold, the output fake-quantized to int8, then the max pool
+    if the stem has one. Its sign is the next binary convs' ``LceQuantize``.
 
-    ``output_range=None`` (the stem's output is read only by its sign): the sign is computed in
-    integers, exactly as the training form decides it (see :meth:`_integer_threshold`); int8
-    rounding, which would send (−step/2, 0) to the zero point and so to +1, cannot move a value
-    across zero. With a measured ``(low, high)`` range (the stem output also read by other
-    layers), values within half a step of a threshold can take the other sign (the parity in
-    the conversion report says how often)."""
+    The stem's output is read only by its sign, which is computed in integers exactly as the
+    training form decides it (see :meth:`_integer_threshold`); int8 rounding, which would send
+    (−step/2, 0) to the zero point and so to +1, cannot move a value across zero."""
 
-    def __init__(self, conv=None, bn=None, pool=None, act=None, output_range=None, **kwargs):
+    def __init__(self, conv=None, bn=None, pool=None, act=None, **kwargs):
         super().__init__(**kwargs)
         if conv is None or bn is None or act is None:
             raise ValueError("DeployableBiNealStem is built by bineal_deployable(model, int8=True)")
         self._input_range = ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
         scale, shift = bn_affine(bn)
         self._kernel = (quantized_kernel(conv) * scale).astype(np.float32)
-        self._bias = (shift - sign_threshold(act)).astype(np.float32)
+        conv_bias = as_numpy(conv.bias) * scale if conv.use_bias else 0.0
+        self._bias = (conv_bias + shift - sign_threshold(act)).astype(np.float32)
         self._weight_bound = None
-        if output_range is None:
-            output_range = self._integer_threshold()
-        self._strides = tuple(conv.strides)
+        self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
+        self._dilations = tuple(conv.dilation_rate)
+        self._output_range = self._integer_threshold()
         self._pool = None if pool is None else (tuple(pool.pool_size), tuple(pool.strides), pool.padding.upper())
-        self._output_range = output_range
 
     def _integer_threshold(self):
         """Snap the bias to the int32 grid of the conv's accumulator and return an output range
@@ -426,11 +490,11 @@ class DeployableBiNealStem(GraphLayer):
         step = grid.min() / 2.0
         return -128.0 * step, 127.0 * step
 
-    def pre_pool(self, inputs, quantize_output: bool = True):
+    def pre_pool(self, inputs):
         x = fake_quant(inputs, *self._input_range)
         kernel = fake_quant_weights(self._kernel, bound=self._weight_bound)
-        y = tf.nn.conv2d(x, kernel, self._strides, "SAME") + self._bias
-        return fake_quant(y, *self._output_range) if quantize_output else y
+        y = tf.nn.conv2d(x, kernel, self._strides, self._padding, dilations=self._dilations) + self._bias
+        return fake_quant(y, *self._output_range)
 
     def call(self, inputs, training=None):
         if self._pool is None:
@@ -440,10 +504,13 @@ class DeployableBiNealStem(GraphLayer):
 
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape).as_list()
-        pool_strides = (1, 1) if self._pool is None else self._pool[1]
         for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // (self._strides[axis - 1] * pool_strides[axis - 1]))
+            i = axis - 1
+            shape[axis] = _output_length(shape[axis], self._kernel.shape[i], self._strides[i], self._padding,
+                                         self._dilations[i])
+            if self._pool is not None:
+                size, strides, padding = self._pool
+                shape[axis] = _output_length(shape[axis], size[i], strides[i], padding)
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
 
 
@@ -547,10 +614,25 @@ def _stem_parts(model, act):
         and isinstance(conv, lq.layers.QuantConv2D)
         and isinstance(conv.input_quantizer, SignedActivationQuantizer)
         and isinstance(conv.kernel_quantizer, SignedWeightQuantizer)
-        and conv.padding == "same"
     ):
         return None
     return conv, bn, pool
+
+
+def _check_stem_readers(model, parts, users) -> None:
+    """ValueError unless each tensor of the stem chain conv → BN → [pool →] sign is read only by
+    the next layer of the chain: the int8 stem computes the sign's integer threshold, not the
+    real values other readers would need."""
+    outputs = {id(t) for t in model.outputs}
+    conv, bn, pool, act = parts
+    for layer in [x for x in (conv, bn, pool) if x is not None]:
+        tensor = node_output(model, layer)
+        readers = [x.name for x in users.get(id(tensor), [])] + (["a model output"] if id(tensor) in outputs else [])
+        if len(readers) != 1:
+            raise ValueError(
+                f"int8: the 8-bit stem {conv.name} → {act.name} cannot become an int8 stem: {layer.name}'s output "
+                f"is read by {readers}, and the int8 stem keeps only its sign. Read the stem through its "
+                "BiNealSign only, or convert without int8.")
 
 
 def _require_calibrated_bounds(conv) -> None:
@@ -608,23 +690,13 @@ def _int8_model(model, calibration_inputs):
             units[(chain[2] or chain[1] or chain[0]).name] = chain
     for conv in [parts[0] for parts in stems.values()] + [chain[0] for chain in units.values()]:
         _require_calibrated_bounds(conv)
-    ranges = {}
-    for name, (_, _, _, act) in stems.items():
-        if [layer.name for layer in users[id(node_inputs(model, act)[0])]] == [name]:
-            ranges[name] = None  # read only by its sign: exact with a fixed range
-    measured = [
-        what for what, present in (("the stem output", any(name not in ranges for name in stems)),
-                                   ("the logits", bool(heads)), ("the 8-bit convs' outputs", bool(units or scores)))
-        if present
-    ]
+    for parts in stems.values():
+        _check_stem_readers(model, parts, users)
+    measured = [what for what, present in (("the logits", bool(heads)), ("the 8-bit convs' outputs", bool(units or scores)))
+                if present]
     images, noise_checks = (calibration_images(model, calibration_inputs, "BiNeal", " and ".join(measured))
                             if measured else (None, ()))
-    for name, (conv, bn, pool, act) in stems.items():
-        if name in ranges:
-            continue
-        probe = DeployableBiNealStem(conv, bn, pool, act, output_range=(-1.0, 1.0))
-        x = tf.keras.Model(model.inputs, node_inputs(model, conv)[0])(images)
-        ranges[name] = measured_range(probe.pre_pool(x, quantize_output=False))
+    ranges = {}
     for name in list(heads) + list(scores):
         ranges[name] = measured_range(tf.keras.Model(folded.inputs, node_output(folded, folded.get_layer(name)))(images))
     for name in units:
@@ -640,7 +712,7 @@ def _int8_model(model, calibration_inputs):
     def substitute(layer, args, inbound, output, new):
         if layer.name in at_pool:
             conv, bn, pool, act = at_pool[layer.name]
-            stem = DeployableBiNealStem(conv, bn, pool, act, output_range=ranges[act.name], name=act.name)
+            stem = DeployableBiNealStem(conv, bn, pool, act, name=act.name)
             return stem(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in inside:
             return args[0]

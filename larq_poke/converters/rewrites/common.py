@@ -55,25 +55,28 @@ def bn_affine(bn) -> "tuple[np.ndarray, np.ndarray]":
 
 
 class ConvSpec:
-    """The geometry of a conv: filters, kernel size, strides, padding ("same" / "valid")."""
+    """The geometry of a conv: filters, kernel size, strides, padding ("same" / "valid"),
+    dilation rate."""
 
-    def __init__(self, filters, kernel_size, strides, padding):
+    def __init__(self, filters, kernel_size, strides, padding, dilation_rate=(1, 1)):
         self.filters = int(filters)
         self.kernel_size = tuple(int(k) for k in kernel_size)
         self.strides = tuple(int(s) for s in strides)
         self.padding = padding
+        self.dilation_rate = tuple(int(d) for d in dilation_rate)
 
 
 def binary_conv(conv, name: str, pad_values: float = 0.0):
     """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), no bias (``conv``
-    describes the geometry: filters, kernel_size, strides, padding; ``pad_values`` 0 is
-    same-zero, 1 same-one)."""
+    describes the geometry: filters, kernel_size, strides, padding and, when it has one,
+    dilation_rate; ``pad_values`` 0 is same-zero, 1 same-one)."""
     with quiet_larq_warnings():
         new = lq.layers.QuantConv2D(
             conv.filters,
             conv.kernel_size,
             strides=conv.strides,
             padding=conv.padding,
+            dilation_rate=getattr(conv, "dilation_rate", (1, 1)),
             pad_values=pad_values,
             use_bias=False,
             input_quantizer="ste_sign",
@@ -160,13 +163,15 @@ class ChannelAffine(GraphLayer):
 
 
 def shifted_batch_norm(layer, delta):
-    """A copy of an inference BatchNormalization (with a beta) with ``delta`` added to it."""
-    new = tf.keras.layers.BatchNormalization.from_config(layer.get_config())
+    """A copy of an inference BatchNormalization with ``delta`` added to its output: to its beta
+    (a layer built with ``center=False`` gets one, from zero)."""
+    config = {**layer.get_config(), "center": True}
+    new = tf.keras.layers.BatchNormalization.from_config(config)
     new.build(layer.input_shape)
-    weights = layer.get_weights()  # [gamma,] beta, moving_mean, moving_variance
-    index = 1 if layer.scale else 0
-    weights[index] = (weights[index] + delta).astype(np.float32)
-    new.set_weights(weights)
+    gamma = [as_numpy(layer.gamma)] if layer.scale else []
+    beta = as_numpy(layer.beta) if layer.center else np.zeros(as_numpy(layer.moving_mean).shape, np.float32)
+    new.set_weights(gamma + [(beta + delta).astype(np.float32), as_numpy(layer.moving_mean),
+                             as_numpy(layer.moving_variance)])
     return new
 
 
