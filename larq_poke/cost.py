@@ -43,6 +43,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import larq as lq
@@ -52,7 +54,7 @@ import tensorflow as tf
 from larq_poke.converters.fusability import structure_reason
 from larq_poke.keras_graph import walk_layers
 
-__all__ = ["LayerCost", "CostReport", "profile", "summary", "text_table"]
+__all__ = ["LayerCost", "CostReport", "profile", "summary", "text_table", "DEPTHWISE_CONVS", "SEPARABLE_CONVS"]
 
 
 @dataclasses.dataclass
@@ -216,6 +218,12 @@ def _weight_storage_bits(variable, byte_aligned: bool = False) -> int:
     return next(width for width in (8, 16, 32) if bits <= width or width == 32)
 
 
+#: Keras' depthwise and separable convs: their 1D classes are not subclasses of Conv1D, nor
+#: of the 2D classes.
+DEPTHWISE_CONVS = (tf.keras.layers.DepthwiseConv1D, tf.keras.layers.DepthwiseConv2D)
+SEPARABLE_CONVS = (tf.keras.layers.SeparableConv1D, tf.keras.layers.SeparableConv2D)
+
+
 def _conv_macs(layer, in_shape, out_shape):
     kernel = tuple(layer.kernel_size)
     spatial = int(np.prod(out_shape[1:-1]))
@@ -230,17 +238,18 @@ def _layer_cost_terms(layer, in_shape, out_shape, producer_bits):
     if in_shape is None or out_shape is None or any(d is None for d in list(in_shape[1:]) + list(out_shape[1:])):
         return []
     a_bits = _input_bits(layer, producer_bits)
-    if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+    rank = len(getattr(layer, "kernel_size", ()))
+    if isinstance(layer, DEPTHWISE_CONVS):
         macs = int(np.prod(out_shape[1:-1])) * int(np.prod(layer.kernel_size)) * out_shape[-1]
-        return [("depthwise_conv2d", macs, _kernel_bits(layer, "depthwise_quantizer"), a_bits)]
-    if isinstance(layer, tf.keras.layers.SeparableConv2D):
+        return [(f"depthwise_conv{rank}d", macs, _kernel_bits(layer, "depthwise_quantizer"), a_bits)]
+    if isinstance(layer, SEPARABLE_CONVS):
         spatial = int(np.prod(out_shape[1:-1]))
         mid = in_shape[-1] * layer.depth_multiplier
         depthwise = spatial * int(np.prod(layer.kernel_size)) * mid
         pointwise = spatial * mid * out_shape[-1]
         return [
-            ("separable_conv2d/depthwise", depthwise, _kernel_bits(layer, "depthwise_quantizer"), a_bits),
-            ("separable_conv2d/pointwise", pointwise, _kernel_bits(layer, "pointwise_quantizer"), None),
+            (f"separable_conv{rank}d/depthwise", depthwise, _kernel_bits(layer, "depthwise_quantizer"), a_bits),
+            (f"separable_conv{rank}d/pointwise", pointwise, _kernel_bits(layer, "pointwise_quantizer"), None),
         ]
     if isinstance(layer, tf.keras.layers.Conv2DTranspose):
         return [("conv2d_transpose", _conv_macs(layer, in_shape, out_shape), _kernel_bits(layer), a_bits)]
@@ -318,14 +327,18 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
 
     # Returns
     A :class:`CostReport` (``.totals``, ``.layers``, ``.to_dict()``, ``.to_json()``,
-    ``.to_text()``).
+    ``.to_text()``). A layer with a kernel but no MAC formula (e.g. ``EinsumDense``) gets a
+    row without MACs and is named in a warning.
     """
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"profile() needs a Keras model, got {type(model).__name__}.")
+    if isinstance(float_bits, bool) or not isinstance(float_bits, numbers.Integral) or float_bits < 1:
+        raise ValueError(f"float_bits must be a positive integer, got {float_bits!r}.")
     specs = _input_specs(model, input_shape)
     records = _CallRecorder(model).trace(specs)
 
     rows: List[LayerCost] = []
+    uncounted: List[str] = []  # layers with a kernel but no MAC formula
     seen_weights = set()
     packed_bits = storable_bits = 0
     for rec in records:
@@ -348,6 +361,8 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         packed_bits += _packed_bits(layer, stored)
         storable_bits += _packed_bits(layer, stored, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])
+        if not terms and any("kernel" in w.name.rpartition("/")[2] for w in own):
+            uncounted.append(f"{rec['path']} ({type(layer).__name__})")
         if not terms:
             if params:
                 rows.append(
@@ -376,6 +391,10 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
             )
             params = 0  # a layer's parameters are listed on its first row only
 
+    if uncounted:
+        warnings.warn(f"larq_poke.cost: no MAC count for {', '.join(uncounted[:5])}"
+                      f"{' ...' if len(uncounted) > 5 else ''}: their MACs are not in the totals "
+                      "(counted: dense, conv, depthwise, separable and transposed convs).", stacklevel=2)
     bops = sum(r.bops for r in rows)
     flops = sum(r.flops for r in rows)
     ops = bops / 64 + flops

@@ -54,8 +54,10 @@ tiling of K × N/groups).
   (1 bit when a binary conv reads it: the sign is fused into the writer); an add, concat or any
   other multi-input layer, and the model output, store it at the bits of the last fake-quant
   layer on the way (a layer with an integer ``bits``, e.g. BiNeal's INT4 branch quantizer), else
-  at the float precision (``as_bits`` or ``float_bits``). The widest reader wins, so a binary
-  conv whose output also feeds a float residual add is charged the float write. Where the graph
+  at the float precision (``as_bits`` or ``float_bits``). A tensor read at several widths is
+  written once at each, and each reader reads its own copy (the writer fuses the sign or the
+  requantization): a conv whose output feeds a float residual add and a binary conv writes 16
+  + 1 = 17 bits per value (``out_bits`` is the sum over the copies). Where the graph
   does not show a MAC layer's output (the depthwise part of a separable conv, layers inside a
   nested layer, every layer of a model whose graph cannot be read, e.g. with shared layers),
   the input bits of the next MAC layer in the profile order are used, or the float precision
@@ -85,15 +87,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from larq_poke.cost import LayerCost, profile, text_table
+from larq_poke.cost import DEPTHWISE_CONVS, SEPARABLE_CONVS, LayerCost, profile, text_table
 from larq_poke.keras_graph import consumers, model_nodes, walk_layers
 
 __all__ = ["SystolicArray", "LayerCycles", "CycleReport", "estimate_cycles"]
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +109,8 @@ class SystolicArray:
 
     rows, cols: PE array size (K along the rows, N along the columns).
     pe_bits: multiplier width of a PE; also the binary MACs a PE does per cycle (XNOR-popcount).
-    buffer_bytes: on-chip activation buffer; a layer input that fits is read from DRAM once.
+    buffer_bytes: on-chip activation buffer; a layer input that fits is read from DRAM once (0: no
+        buffer, every input is re-read per column tile).
     dram_bytes_per_cycle: off-chip bandwidth.
     fill_drain: pipeline fill + drain cycles per tile; None: the rows + columns the tile occupies.
     """
@@ -115,12 +123,15 @@ class SystolicArray:
     fill_drain: Optional[int] = None
 
     def __post_init__(self):
-        for field in ("rows", "cols", "pe_bits", "buffer_bytes", "dram_bytes_per_cycle"):
+        for field in ("rows", "cols", "pe_bits", "buffer_bytes", "dram_bytes_per_cycle", "fill_drain"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"SystolicArray.{field} must be a positive integer, got {value!r}.")
-        if self.fill_drain is not None and (not isinstance(self.fill_drain, int) or self.fill_drain < 0):
-            raise ValueError(f"SystolicArray.fill_drain must be None or an integer >= 0, got {self.fill_drain!r}.")
+            if field == "fill_drain" and value is None:
+                continue
+            minimum = 0 if field in ("buffer_bytes", "fill_drain") else 1
+            if not _is_integer(value) or value < minimum:
+                need = "a positive integer" if minimum else "an integer >= 0"
+                raise ValueError(f"SystolicArray.{field} must be {need}, got {value!r}.")
+            object.__setattr__(self, field, int(value))  # numpy integers as plain ints
 
 
 @dataclasses.dataclass
@@ -191,14 +202,14 @@ def _dims(variable) -> Tuple[int, ...]:
 
 def _gemm(layer, part: Optional[str]) -> Tuple[int, int, int]:
     """(K per group, N, groups) of a MAC layer's GEMM."""
-    if isinstance(layer, tf.keras.layers.SeparableConv2D):
-        kh, kw, channels, multiplier = _dims(layer.depthwise_kernel)
+    if isinstance(layer, SEPARABLE_CONVS):
+        *kernel, channels, multiplier = _dims(layer.depthwise_kernel)
         if part == "pointwise":
             return channels * multiplier, _dims(layer.pointwise_kernel)[-1], 1
-        return kh * kw, channels * multiplier, channels
-    if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-        kh, kw, channels, multiplier = _dims(layer.depthwise_kernel)
-        return kh * kw, channels * multiplier, channels
+        return math.prod(kernel), channels * multiplier, channels
+    if isinstance(layer, DEPTHWISE_CONVS):
+        *kernel, channels, multiplier = _dims(layer.depthwise_kernel)
+        return math.prod(kernel), channels * multiplier, channels
     if isinstance(layer, tf.keras.layers.Conv2DTranspose) or type(layer).__name__.endswith("Transpose"):
         *kernel, cout, cin = _dims(layer.kernel)
         return cin, math.prod(kernel) * cout, 1
@@ -289,7 +300,7 @@ def _stored_output_bits(model, mac_rows: List[LayerCost], bits) -> Dict[str, int
                     is_fake_quant = isinstance(fake_quant, int) and not isinstance(fake_quant, bool)
                     pending.append((produced[layer.name], fake_quant if is_fake_quant else quantized))
         if widths:
-            stored[row.name] = max(widths)
+            stored[row.name] = sum(set(widths))  # one copy per width its readers read
     return stored
 
 
@@ -316,17 +327,22 @@ def estimate_cycles(
     float_bits: bits of unquantized operands (16: bf16/fp16).
     as_bits: when given, unquantized operands count at this precision instead (8: the model's
         8-bit version).
-    output_bits: {cost-table layer name: bits its output is written at}, overriding the bits
+    output_bits: {cost-table layer name: bits written per output value}, overriding the bits
         read from the graph.
     elementwise_bytes: extra DRAM bytes per image for elementwise work (0: not counted).
 
     # Returns
     A :class:`CycleReport` (``.totals["cycles"]``, ``.layers``, ``.to_text()``, ``.to_dict()``).
     """
-    if as_bits is not None and (not isinstance(as_bits, int) or as_bits < 1):
+    if not _is_integer(float_bits) or float_bits < 1:
+        raise ValueError(f"float_bits must be a positive integer, got {float_bits!r}.")
+    if as_bits is not None and (not _is_integer(as_bits) or as_bits < 1):
         raise ValueError(f"as_bits must be None or a positive integer, got {as_bits!r}.")
-    if elementwise_bytes < 0:
-        raise ValueError(f"elementwise_bytes must be >= 0, got {elementwise_bytes!r}.")
+    if not _is_integer(elementwise_bytes) or elementwise_bytes < 0:
+        raise ValueError(f"elementwise_bytes must be an integer >= 0, got {elementwise_bytes!r}.")
+    bad = {name: value for name, value in (output_bits or {}).items() if not _is_integer(value) or value < 1}
+    if bad:
+        raise ValueError(f"output_bits values must be positive integers (bits per stored value), got {bad}.")
     cost = profile(model, input_shape=input_shape, float_bits=float_bits)
     unquantized = as_bits if as_bits is not None else int(float_bits)
     layers = dict(walk_layers(model))

@@ -68,8 +68,12 @@ def test_summary_cycles_of_one_binary_conv_by_hand(tmp_path, capsys):
                  "--pe-bits", "4", "--buffer-kib", "1", "--dram-bytes-per-cycle", "8"]) == 0
     cycles = json.loads(capsys.readouterr().out)["cycles"]
     assert (cycles["totals"]["compute_cycles"], cycles["totals"]["cycles"]) == (1888, 1888)
-    assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--array", "16"]) == 2
-    assert "--array must be ROWSxCOLS" in capsys.readouterr().err
+    for bad in ("16", "\u00b2x16", "x16"):  # "²" is a digit to str.isdigit, not to int()
+        assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--array", bad]) == 2
+        assert "--array must be ROWSxCOLS" in capsys.readouterr().err
+    for option in ("--as-bits", "--float-bits"):  # refused before the model is loaded
+        assert main(["summary", str(tmp_path / "missing.keras"), "--cycles", option, "0"]) == 2
+        assert f"{option} must be a positive integer" in capsys.readouterr().err
     assert main(["summary", str(tmp_path / "conv.keras"), "--cycles", "--pe-bits", "0"]) == 2
     assert "--pe-bits must be a positive integer" in capsys.readouterr().err
     assert main(["summary", str(tmp_path / "conv.keras"), "--pe-bits", "4"]) == 2

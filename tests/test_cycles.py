@@ -99,6 +99,67 @@ def test_several_groups_share_a_tile_by_hand():
     assert row.compute_cycles == (64 + 4 * 4 + 4 * 4) + (64 + 2 * 4 + 2 * 4)      # 96 + 80
 
 
+def test_1d_depthwise_and_separable_convs_by_hand():
+    """Keras' 1D depthwise and separable convs are not subclasses of Conv1D: counted, not
+    skipped (they used to count 0 MACs and 0 cycles)."""
+    x = tf.keras.Input((16, 8))
+    y = tf.keras.layers.DepthwiseConv1D(3, depth_multiplier=2, padding="same", use_bias=False, name="dw")(x)
+    y = tf.keras.layers.SeparableConv1D(12, 5, use_bias=False, name="sep")(y)
+    rows = {row.name: row for row in estimate_cycles(tf.keras.Model(x, y), TINY, as_bits=8).layers}
+    dw, sep_dw, sep_pw = rows["dw"], rows["sep[depthwise]"], rows["sep[pointwise]"]
+    # dw: M = 16, 8 groups of K = 3, N = 2; min(16 // 3, 16 // 2) = 5 groups per tile: tiles of 5
+    # and 3 groups. Moves 3·16 weights, 16·8 inputs, 16·16 outputs (8 bits each).
+    assert (dw.M, dw.K, dw.N, dw.groups) == (16, 3, 16, 8)
+    assert dw.compute_cycles == (16 + 5 * 3 + 5 * 2) + (16 + 3 * 3 + 3 * 2)      # 41 + 31
+    assert dw.bytes_moved == 48 + 128 + 256
+    # sep, VALID: M = 16 − 4 = 12; depthwise 16 groups of K = 5, N = 1: 3 per tile (16 // 5), 6 tiles.
+    assert (sep_dw.M, sep_dw.K, sep_dw.N, sep_dw.groups) == (12, 5, 16, 16)
+    assert sep_dw.compute_cycles == 5 * (12 + 3 * 5 + 3) + (12 + 5 + 1)           # 150 + 18
+    # pointwise: K = 16, N = 12, one tile: 12 + 16 + 12.
+    assert (sep_pw.M, sep_pw.K, sep_pw.N, sep_pw.compute_cycles) == (12, 16, 12, 40)
+
+
+def test_a_group_larger_than_the_array_and_its_re_reads_by_hand():
+    x = tf.keras.Input((4, 4, 64))
+    y = tf.keras.layers.Conv2D(64, 1, groups=2, use_bias=False, name="g")(x)
+    row = estimate_cycles(tf.keras.Model(x, y), TINY, as_bits=8).layers[0]
+    # 2 groups of K = 32, N = 32, each larger than 16 x 16: each tiled on its own, 2 x 2 tiles
+    # of 16 x 16 per group: 4·16 + 2·32 + 2·32 cycles per group.
+    assert (row.M, row.K, row.N, row.groups) == (16, 32, 64, 2)
+    assert row.compute_cycles == 2 * (4 * 16 + 2 * 32 + 2 * 32)                 # 384
+    # input 4·4·64 = 1024 bytes > 128: re-read per column tile of a group, ceil(32 / 16) = 2.
+    assert row.bytes_moved == 32 * 64 + 2 * 1024 + 1024
+
+
+def test_bad_settings_are_refused():
+    import numpy as np
+
+    model = _dense_model()
+    for kwargs, message in (({"float_bits": 0}, "float_bits must be a positive integer"),
+                            ({"as_bits": 0}, "as_bits must be None or a positive integer"),
+                            ({"output_bits": {"fc": 0}}, "output_bits values must be positive integers"),
+                            ({"output_bits": {"fc": 4.5}}, "output_bits values must be positive integers"),
+                            ({"elementwise_bytes": -1}, "elementwise_bytes must be an integer >= 0")):
+        with pytest.raises(ValueError, match=message):
+            estimate_cycles(model, TINY, **kwargs)
+    with pytest.raises(ValueError, match="SystolicArray.rows must be a positive integer, got 0"):
+        SystolicArray(rows=0)
+    with pytest.raises(ValueError, match="SystolicArray.pe_bits must be a positive integer, got True"):
+        SystolicArray(pe_bits=True)
+    assert SystolicArray(rows=np.int64(32)).rows == 32 and type(SystolicArray(rows=np.int64(32)).rows) is int
+    # no buffer: the dense layer's 256 input bytes are read once per column tile, as with 128 B
+    none = SystolicArray(rows=16, cols=16, pe_bits=8, buffer_bytes=0, dram_bytes_per_cycle=4)
+    assert estimate_cycles(model, none, as_bits=8).layers[0].movement_cycles == 6873
+
+
+def test_layers_without_a_mac_formula_are_named():
+    x = tf.keras.Input((4, 8))
+    y = tf.keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 16), name="einsum")(x)
+    with pytest.warns(UserWarning, match="no MAC count for einsum \\(EinsumDense\\)"):
+        report = estimate_cycles(tf.keras.Model(x, y), TINY)
+    assert report.layers == []
+
+
 def test_4_bit_pes_by_hand():
     tiny4 = SystolicArray(rows=16, cols=16, pe_bits=4, buffer_bytes=128, dram_bytes_per_cycle=4)
     # 8-bit operands on 4-bit PEs: 2 x 2 digit pairs, four passes of the 8-bit dense tiling.
@@ -141,13 +202,15 @@ def test_output_bits_follow_the_graph_to_every_reader():
         "a": 1,      # read only by the binary conv b, through a batch norm: the sign is fused
         "b": 16,     # read by an add: stored as float, although binary convs follow in the table
         "skip": 4,   # an INT4 fake quant before the add
-        "both": 16,  # read by the binary conv d and by the add: the widest reader
+        "both": 17,  # read by the binary conv d (a 1-bit copy) and by the add (a float copy)
         "d": 16,
         "c": 16,     # the model output
     }
-    # 8·8·32 outputs at 16 bits are 4096 bytes, at 1 bit 256: b moves 3840 bytes more than a.
+    # 8·8·32 outputs at 16 bits are 4096 bytes, at 1 bit 256: b moves 3840 bytes more than a,
+    # and both (one copy of each) 256 more than b.
     rows = {row.name: row for row in report.layers}
     assert rows["b"].bytes_moved - rows["a"].bytes_moved == 4096 - 256
+    assert rows["both"].bytes_moved - rows["b"].bytes_moved == 256
     overridden = estimate_cycles(tf.keras.Model(x, y), TINY, output_bits={"b": 1})
     assert {row.name: row.out_bits for row in overridden.layers}["b"] == 1
 

@@ -35,7 +35,8 @@ def add_subcommand(subparsers) -> None:
     array = parser.add_argument_group("systolic array (with --cycles; defaults: larq_poke.cycles.SystolicArray)")
     array.add_argument("--array", default=None, metavar="ROWSxCOLS", help="PE array size (default 64x64)")
     array.add_argument("--pe-bits", type=int, default=None, help="multiplier bits per PE, and XNOR lanes (default 8)")
-    array.add_argument("--buffer-kib", type=int, default=None, help="on-chip activation buffer in KiB (default 512)")
+    array.add_argument("--buffer-kib", type=int, default=None,
+                       help="on-chip activation buffer in KiB (default 512; 0: none, every input re-read per column tile)")
     array.add_argument("--dram-bytes-per-cycle", type=int, default=None, help="off-chip bandwidth (default 16)")
     parser.set_defaults(func=run)
 
@@ -45,13 +46,16 @@ def _array(args):
     from larq_poke.cycles import SystolicArray
 
     settings = {}
-    for option, value in (("--pe-bits", args.pe_bits), ("--buffer-kib", args.buffer_kib),
+    for option, value in (("--float-bits", args.float_bits), ("--as-bits", args.as_bits), ("--pe-bits", args.pe_bits),
                           ("--dram-bytes-per-cycle", args.dram_bytes_per_cycle)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be a positive integer, got {value}")
+    if args.buffer_kib is not None and args.buffer_kib < 0:
+        raise ValueError(f"--buffer-kib must be >= 0 (0: no on-chip buffer), got {args.buffer_kib}")
     if args.array is not None:
         rows, _, cols = args.array.lower().partition("x")
-        if not (rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+        digits = set("0123456789")
+        if not (rows and cols and set(rows) <= digits and set(cols) <= digits and int(rows) > 0 and int(cols) > 0):
             raise ValueError(f"--array must be ROWSxCOLS, e.g. 64x64, got {args.array!r}")
         settings.update(rows=int(rows), cols=int(cols))
     if args.pe_bits is not None:
