@@ -567,10 +567,14 @@ def test_multiscale_features_for_dense_heads():
     model = BiNeal(0.5, include_top=False, multiscale=True, input_shape=(64, 96, 3))
     shapes = [tuple(o.shape) for o in model.outputs]
     assert shapes == [(None, 16, 24, 32), (None, 8, 12, 64), (None, 4, 6, 128), (None, 2, 3, 256)]
-    outputs = trained_like(model, seed=3)(np.random.RandomState(0).randn(1, 64, 96, 3).astype(np.float32))
-    assert all(set(np.unique(o.numpy())) <= {-1.0, 1.0} for o in outputs)  # ±1 maps
-    folded = fold_bineal(model)  # outputs that no binary conv consumes get an explicit sign
-    for a, b in zip(folded(np.ones((1, 64, 96, 3), np.float32)), model(np.ones((1, 64, 96, 3), np.float32), training=False)):
+    trained_like(model, seed=3, statistics_from=np.random.RandomState(0).randn(4, 64, 96, 3).astype(np.float32))
+    images = np.random.RandomState(1).randn(3, 64, 96, 3).astype(np.float32)
+    outputs = model(images, training=False)
+    folded = fold_bineal(model)  # outputs read by the next stage and by the caller: explicit signs
+    for a, b in zip(folded(images), outputs, strict=True):
+        assert set(np.unique(b.numpy())) <= {-1.0, 1.0}  # ±1 maps
+        flat = b.numpy().reshape(len(images), -1)
+        assert np.mean(flat.min(axis=0) != flat.max(axis=0)) > 0.1  # not a constant map
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="divisible by 32"):
         BiNeal(0.5, include_top=False, multiscale=True, input_shape=(64, 80, 3))
