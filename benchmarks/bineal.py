@@ -2,7 +2,7 @@
 TFLite), in one interleaved host run: LCE interpreter, indirect BGEMM kernel, 1 thread.
 
     python benchmarks/bineal.py [--runs 30] [--size 224] [--xnnpack] [--threads 1]
-    python benchmarks/bineal.py --target adb[:SERIAL] [--benchmark-binary lce_benchmark_model] [--adb PATH]
+    python benchmarks/bineal.py --target adb[:SERIAL] [--benchmark-binary lce_benchmark_model] [--adb PATH] [--rounds 3]
 
 All models have seeded random parameters with calibrated batch norms (latency and census do not
 depend on trained values; trivial values would change what the converter emits). BiNeal is
@@ -13,9 +13,11 @@ it) and without (float stem and classifier).
 ``lce_benchmark_model`` does by default on a device (the binary ops stay LCE's).
 
 ``--target adb`` runs the same files, interleaved, on an Android device through adb with LCE's
-``lce_benchmark_model`` (:mod:`larq_poke.bench.adb`; ``--runs`` runs per file in one round after
-the tool's warm-up; LCE's default kernels, its optimised NEON BGEMM on AArch64, and the tool's
-XNNPACK default): the ARM figures the paper's claims are about.
+``lce_benchmark_model`` (:mod:`larq_poke.bench.adb`; ``--rounds`` invocations per file, 3 by
+default, the files alternating, each invocation ``--runs`` runs after the tool's warm-up; a
+file's figure is the median of its invocations' medians, or of their averages where the tool
+prints no median, as the printout's ``median_of`` says; LCE's default kernels, its optimised NEON
+BGEMM on AArch64, and the tool's XNNPACK default): the ARM figures the paper's claims are about.
 Everything else the script prints is computed on the host as before.
 
 Printed per model: LCE census, bit-packed outputs, size, ACE, BOPs, the systolic-array cycle
@@ -75,6 +77,9 @@ def main() -> None:
     parser.add_argument("--benchmark-binary", default=None,
                         help="lce_benchmark_model for the device (adb only; default: $LCE_BENCHMARK_MODEL)")
     parser.add_argument("--adb", default=None, help="the adb executable (adb only; default: adb on PATH)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="adb only: invocations per file, the files alternating (default 3; the figure is the "
+                             "median of the invocations' medians)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     # every check before minutes of conversions
@@ -85,12 +90,12 @@ def main() -> None:
         on_host = parse_target(args.target)[0] == "host"
     except ValueError as err:
         parser.error(str(err))
-    if args.runs < 1 or args.threads < 1:
-        parser.error("--runs and --threads must be at least 1")
+    if args.runs < 1 or args.threads < 1 or args.rounds < 1:
+        parser.error("--runs, --rounds and --threads must be at least 1")
     if not on_host and args.xnnpack:
         parser.error("--xnnpack is for the host; on a device lce_benchmark_model decides (it uses XNNPACK by default)")
-    if on_host and (args.benchmark_binary or args.adb):
-        parser.error("--benchmark-binary and --adb are for --target adb")
+    if on_host and (args.benchmark_binary or args.adb or args.rounds != 3):
+        parser.error("--benchmark-binary, --adb and --rounds are for --target adb")
     if not on_host:
         try:
             find_adb(args.adb)
@@ -121,7 +126,7 @@ def main() -> None:
     with open(paths["resnet18_int8"], "wb") as f:
         f.write(resnet_flatbuffer)
     for key, model, bits in (("quicknet", quicknet, None), ("bineal", bineal, None), ("resnet18_int8", resnet, 8)):
-        totals = profile(model).totals
+        totals = profile(model, float_bits=bits or 16).totals  # ResNet-18's ACE at 8 x 8 bits, as it runs
         cycles = estimate_cycles(model, as_bits=bits).totals["cycles"]
         cycles8 = cycles if bits == 8 else estimate_cycles(model, as_bits=8).totals["cycles"]
         costs[key] = dict(ace=totals["ace"], bops=totals["bops"], cycles=cycles, cycles8=cycles8)
@@ -228,10 +233,13 @@ def main() -> None:
     order = ["quicknet", "bineal", "bineal_int8", "bineal_int8_adds", "resnet18_int8", "quicknet_stem", "bineal_stem",
              "bineal_int8_stem", "bineal_int8_stem_conv", "resnet18_int8_stem_conv"] + [k for k in paths if "_ops" in k]
     on_target = (dict(kernel="indirect_bgemm", xnnpack=args.xnnpack) if on_host else
-                 dict(kernel="auto", rounds=1, benchmark_binary=args.benchmark_binary, adb=args.adb))
+                 dict(kernel="auto", rounds=args.rounds, benchmark_binary=args.benchmark_binary, adb=args.adb))
     comparison = benchmark([paths[k] for k in order], target=args.target, threads=args.threads, runs=args.runs,
                            **on_target)
     print(comparison.to_text())
+    if not on_host:
+        kinds = Counter(r.details.get("median_of", "?") for r in comparison.results)
+        print("device figures: median over invocations of the " + ", ".join(f"{k} ({n} files)" for k, n in kinds.items()))
     latency = {k: r.median_ms for k, r in zip(order, comparison.results)}
     bops_ratio = costs["bineal"]["bops"] / costs["quicknet"]["bops"]
 

@@ -90,6 +90,67 @@ def test_weight_terms_match_numpy(alpha):
     np.testing.assert_allclose(grad, per_element.sum(axis=axes), rtol=1e-5, atol=1e-6)
 
 
+def test_weight_gradients_match_numpy():
+    """w, λ and k against NumPy: w the straight-through gradient k·λ·α where |α w| ≤ 1 (0
+    outside), λ and k the exact ones."""
+    rng = np.random.RandomState(1)
+    q = BiNealWeight("pair")
+    w = (rng.randn(3, 3, 4, 5) * 0.8).astype(np.float32)
+    q.build(w.shape)
+    a, lam, k = rng.uniform(-1.5, 1.5, (4, 5)), rng.randn(5), -0.7
+    q.alpha.assign(a), q.scale.assign(lam), q.k.assign(k)
+    upstream = rng.randn(*w.shape).astype(np.float32)
+    wt = tf.constant(w)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(wt)
+        loss = tf.reduce_sum(q(wt) * upstream)
+    u = a * w
+    assert 0.05 < np.mean(np.abs(u) > 1) < 0.5  # both sides of the window are exercised
+    signs = np.where(u >= 0, 1.0, -1.0)
+    np.testing.assert_allclose(tape.gradient(loss, wt), upstream * k * lam * a * (np.abs(u) <= 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, q.scale), (upstream * k * signs).sum(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, q.k), (upstream * lam * signs).sum(), rtol=1e-5)
+
+
+def test_sign_and_branch_quantizer_gradients_match_numpy():
+    """BiNealSign: straight-through where |b1 + PReLU_β(x + b0) − τ| ≤ 1, times the PReLU's slope
+    (1 or β). BranchQuantizer: x passes inside [−b, b]; the bound gets ±1 outside and the
+    rounding residual (round(x/s) − x/s)/L inside (LSQ's step gradient, s = b/L)."""
+    from larq_poke.layers.bineal import BranchQuantizer
+
+    rng = np.random.RandomState(2)
+    act = BiNealSign()
+    act.build((None, 6))
+    b0, slope, b1, tau = rng.randn(6) * 0.5, rng.uniform(0.1, 2, 6), rng.randn(6) * 0.5, rng.randn(6) * 0.5
+    for var, value in ((act.b0, b0), (act.slope, slope), (act.b1, b1), (act.tau, tau)):
+        var.assign(value)
+    x = tf.constant(rng.randn(200, 6).astype(np.float32) * 2)
+    upstream = rng.randn(200, 6).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(act(x) * upstream)
+    z = x.numpy() + b0
+    argument = b1 + np.where(z >= 0, z, slope * z) - tau
+    assert 0.2 < np.mean(np.abs(argument) <= 1) < 0.8
+    expected = upstream * (np.abs(argument) <= 1) * np.where(z > 0, 1.0, slope)
+    np.testing.assert_allclose(tape.gradient(loss, x), expected, rtol=1e-5, atol=1e-6)
+
+    q = BranchQuantizer(4)
+    q.build((None, 6))
+    q.bound.assign(2.0)
+    values = tf.constant(rng.randn(300, 6).astype(np.float32) * 1.5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(values)
+        loss = tf.reduce_sum(q(values))
+    v, step = values.numpy(), 2.0 / 7
+    inside = np.abs(v) <= 2.0
+    assert 0.5 < np.mean(inside) < 0.95
+    np.testing.assert_array_equal(tape.gradient(loss, values).numpy(), inside.astype(np.float32))
+    residual = np.floor(v / step + 0.5) - v / step
+    expected_bound = np.where(inside, residual / 7, np.sign(v)).sum()
+    np.testing.assert_allclose(tape.gradient(loss, q.bound).numpy(), expected_bound, rtol=1e-4, atol=1e-3)
+
+
 def test_sign_threshold_is_the_activation():
     rng = np.random.RandomState(3)
     act = BiNealSign()
@@ -362,6 +423,8 @@ def test_zoo_names_and_published_numbers():
         ({"num_classes": "10"}, "num_classes.* positive integer"),
         ({"branch_bits": 4.5}, "integer bits"),
         ({"include_top": False, "multiscale": True, "input_tensor": "40x40"}, "divisible by 32"),
+        ({"include_top": False, "multiscale": "False"}, "multiscale must be True or False"),
+        ({"include_top": "yes"}, "include_top must be True or False"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -375,6 +438,9 @@ def test_bad_arguments(kwargs, message):
 
 def test_numpy_widths_and_fixed_zoo_names():
     assert BiNeal(np.float32(0.5), input_shape=(SIZE, SIZE, 3)).get_layer("stage4.block2.conv2").filters == 256
+    m = 0.1 * 15  # 1.5000000000000002: 96 channels up to float rounding, not an error
+    model = BiNeal(m, input_shape=(SIZE, SIZE, 3), include_top=np.bool_(False))
+    assert [model.get_layer(name).filters for name in ("stem.conv", "stage1.block1.conv1", "stage4.block2.conv2")] == [96, 96, 768]
     with pytest.raises(ValueError, match="'bineal-1.0x': .*width_multiplier.* fixes the architecture"):
         build("bineal-1.0x", width_multiplier=2.0)
 

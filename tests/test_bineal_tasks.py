@@ -141,3 +141,23 @@ def test_fcn_int8_counterpart_is_fully_int8():
         convert_int8(model, images[:, :32])
     with pytest.raises(ValueError, match="precision"):
         BiNealFCN(CLASSES, input_shape=(SIZE, SIZE, 3), precision="float16")
+
+
+def test_fit_task_calibrates_the_8_bit_bounds_on_the_first_batch_by_default():
+    """Without calibration_inputs, the recipe still calibrates the 8-bit stem once, on the first
+    batch's images: its bound is then their max |x| (the stem reads the images themselves).
+    Before, it silently stayed at the uncalibrated -1 and the stem trained unquantized."""
+    from larq_poke.train.tasks import fit_task
+
+    tf.keras.utils.set_random_seed(0)
+    images, masks, _ = generate_shapes(16, size=32, seed=2)
+    x = _norm(images)
+    model = BiNealFCN(CLASSES, 0.5, input_shape=(32, 32, 3))
+    data = tf.data.Dataset.from_tensor_slices((x, masks)).batch(8)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for bad in (0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="learning rate must be a positive number"):
+            fit_task(model, data, loss=loss, epochs=2, lr=bad)
+    fit_task(model, data, loss=loss, epochs=2)
+    bound = model.get_layer("stem.conv").input_quantizer.bounds.numpy()
+    np.testing.assert_allclose(bound, [np.abs(x[:8]).max()], rtol=1e-6)

@@ -194,6 +194,14 @@ def test_bf16_training_saves_and_converts_a_float32_model(folder, models, tmp_pa
     with pytest.raises(TrainError, match="unknown --precision 'fp8'"):
         train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "x"),
                           image_size=16, precision="fp8"))
+    # values that cannot be meant are refused before anything is written (--lr 0 used to mean
+    # the recipe's default rate)
+    for option, values in (("--lr", {"lr": 0.0}), ("--lr", {"lr": float("nan")}), ("--epochs", {"epochs": 0}),
+                           ("--batch-size", {"batch_size": -4}), ("--steps-per-epoch", {"steps_per_epoch": 0})):
+        with pytest.raises(TrainError, match=f"{option} must be a positive"):
+            train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "x"),
+                              image_size=16, **values))
+    assert not (tmp_path / "x").exists()
 
 
 def test_bineal_recipe_trains_calibrates_and_deploys_bitpacked(folder, tmp_path):

@@ -96,13 +96,16 @@ class BiNealWeight(lq.quantizers.Quantizer):
 
     ```python
     conv = lq.layers.QuantConv2D(64, 3, input_quantizer="ste_sign",
-                                 kernel_quantizer=BiNealWeight("pair"), pad_values=1.0,
-                                 padding="same", use_bias=False)
+                                 kernel_quantizer=BiNealWeight("pair"), kernel_constraint="weight_clip",
+                                 pad_values=1.0, padding="same", use_bias=False)
     ```
 
     The quantized kernel is ±|kλ_n| in every output channel n, the form LCE binarizes. α only
-    enters through the sign and gets the straight-through gradient (as w does); λ (per output
-    channel) and k (one scalar) get exact gradients. All start at 1.
+    enters through the sign and gets the straight-through gradient (as w does: both pass where
+    |α w| ≤ 1); λ (per output channel) and k (one scalar) get exact gradients. All start at 1.
+    α is kept in [−1, 1] and :func:`bineal_conv` clips the latent weights to [−1, 1] (Larq's
+    ``weight_clip``), so |α w| ≤ 1 and no weight loses its gradient for good (without the clips
+    α drifts above 1 in training and strands weights outside the window: docs/bineal.md).
 
     # Arguments
     alpha: ``"channel"`` (one α per output channel), ``"pair"`` (per input × output channel) or
@@ -129,7 +132,10 @@ class BiNealWeight(lq.quantizers.Quantizer):
         alpha_shape = {"channel": (cout,), "pair": (cin, cout), "element": tuple(shape)}[
             self.alpha_granularity
         ]
-        self.alpha = self.add_weight(name="alpha", shape=alpha_shape, initializer="ones")
+        # |α| ≤ 1 (only its sign reaches the forward pass): with clipped latent weights the
+        # straight-through window |α w| ≤ 1 stays open for every weight
+        self.alpha = self.add_weight(name="alpha", shape=alpha_shape, initializer="ones",
+                                     constraint=lq.constraints.WeightClip(1.0))
         self.scale = self.add_weight(name="lambda", shape=(cout,), initializer="ones")
         self.k = self.add_weight(name="k", shape=(), initializer="ones")
         super().build(input_shape)
@@ -195,7 +201,8 @@ class BranchQuantizer(GraphLayer):
     y = BranchQuantizer(bits=4, name="stage1.block1.main_q")(x)
     ```
 
-    Straight-through for the rounding; the bound gets the clip's gradient (PACT). It starts at 3
+    Straight-through for the rounding. The bound's gradient is LSQ's step gradient: ±1 where x is
+    clipped, the rounding residual (round(x/s) − x/s)/L inside (L = 2^(p−1) − 1). It starts at 3
     (the branch outputs follow a BN). LCE has no INT4 add: the deployed block computes the same
     levels with float ops (:func:`~larq_poke.converters.fold_bineal`)."""
 
@@ -247,7 +254,7 @@ def bineal_conv(x, filters: int, kernel_size: int, strides: int = 1, *, alpha: s
             use_bias=False,
             input_quantizer="ste_sign",
             kernel_quantizer=BiNealWeight(alpha),
-            kernel_constraint=None,
+            kernel_constraint="weight_clip",  # with |α| ≤ 1: |α w| ≤ 1, so no weight starves
             kernel_initializer="glorot_normal",
             name=name,
         )

@@ -87,6 +87,24 @@ class TrainConfig:
         return prep
 
 
+def _check_numbers(config: TrainConfig) -> None:
+    """TrainError naming the option whose value cannot be meant (before anything is written)."""
+    from larq_poke.train.schedules import check_learning_rate
+
+    try:
+        check_learning_rate(config.lr)
+    except ValueError:
+        raise TrainError(f"--lr must be a positive number (default: the recipe's), got {config.lr!r}.") from None
+    for option, value, optional in (("--epochs", config.epochs, False), ("--batch-size", config.batch_size, False),
+                                    ("--steps-per-epoch", config.steps_per_epoch, True),
+                                    ("--checkpoint-every", config.checkpoint_every, False),
+                                    ("--image-size", config.image_size, True)):
+        if optional and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TrainError(f"{option} must be a positive integer, got {value!r}.")
+
+
 def _check_output(config: TrainConfig) -> Path:
     out = Path(config.output)
     record = out / "run.json"
@@ -162,10 +180,10 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
     from larq_poke.train.schedules import BNextSchedule, PokeBNNSchedule, pokebnn_base_lr
 
     if config.recipe == "pokebnn":
-        base = config.lr or pokebnn_base_lr(config.batch_size)
+        base = pokebnn_base_lr(config.batch_size) if config.lr is None else config.lr
         return tf.keras.optimizers.Adam(PokeBNNSchedule(base, total_steps), beta_1=0.9, beta_2=0.99, epsilon=1e-8), dict(l2=5e-5)
     if config.recipe == "bnext":
-        schedule = BNextSchedule(steps_per_epoch, config.epochs, peak_lr=config.lr or 1e-3)
+        schedule = BNextSchedule(steps_per_epoch, config.epochs, peak_lr=1e-3 if config.lr is None else config.lr)
         optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=1e-3)
         # BNext's two groups: 4-D weights (convs) decay 1e-8 (~none), the rest 1e-3.
         optimizer.exclude_from_weight_decay(var_list=[v for v in student.trainable_variables if len(v.shape) == 4])
@@ -174,7 +192,7 @@ def _optimizer(config: TrainConfig, student, total_steps: int, steps_per_epoch: 
         from larq_poke.train.tasks.fit import bineal_optimizer
 
         return bineal_optimizer(student, total_steps, config.lr), {}
-    schedule = tf.keras.optimizers.schedules.CosineDecay(config.lr or 1e-3, total_steps)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(1e-3 if config.lr is None else config.lr, total_steps)
     return tf.keras.optimizers.Adam(schedule), {}
 
 
@@ -228,6 +246,7 @@ def train(config: TrainConfig) -> dict:
         raise TrainError(f"unknown recipe {config.recipe!r}; use one of {', '.join(RECIPES)}.")
     if config.precision not in PRECISIONS:
         raise TrainError(f"unknown --precision {config.precision!r}; use {' or '.join(PRECISIONS)}.")
+    _check_numbers(config)
     chief = _is_chief(config)
     out = _check_output(config) if chief else Path(config.output)
     prep = config.preprocessing()

@@ -19,14 +19,28 @@ optimizer = tf.keras.optimizers.AdamW(schedule, weight_decay=1e-3)
 from __future__ import annotations
 
 import math
+import numbers
 
 import tensorflow as tf
 
-__all__ = ["BINEAL_LR", "BINEAL_WEIGHT_DECAY", "PokeBNNSchedule", "BNextSchedule", "bineal_schedule", "pokebnn_base_lr"]
+__all__ = ["BINEAL_LR", "BINEAL_WEIGHT_DECAY", "PokeBNNSchedule", "BNextSchedule", "bineal_schedule", "check_learning_rate",
+           "pokebnn_base_lr"]
 
 #: BiNeal: weight decay 1e-5 (published, for its task recipes); peak LR 1e-3 (project choice).
 BINEAL_WEIGHT_DECAY = 1e-5
 BINEAL_LR = 1e-3
+
+
+def check_learning_rate(lr) -> None:
+    """ValueError unless ``lr`` is None (the recipe's default) or a positive finite number.
+
+    ```python
+    check_learning_rate(2e-3)   # fine; 0, -1e-3, nan and "1e-3" raise
+    ```
+    """
+    number = isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+    if lr is not None and not (number and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"the learning rate must be a positive number (or None for the recipe's), got {lr!r}.")
 
 
 def pokebnn_base_lr(batch_size: int) -> float:

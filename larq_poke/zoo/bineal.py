@@ -30,6 +30,7 @@ import numbers
 from typing import Optional
 
 import larq as lq
+import numpy as np
 import tensorflow as tf
 
 from larq_poke.keras_graph import quiet_larq_warnings
@@ -52,12 +53,18 @@ NO_IMAGENET_WEIGHTS = (
 )
 
 
+def _channels(base: int, width_multiplier: float):
+    """base × m, as an int when it is one up to float rounding (m = 0.1 * 15 gives 96)."""
+    value = base * width_multiplier
+    return round(value) if abs(value - round(value)) < 1e-6 else value
+
+
 def stage_plan(width_multiplier: float):
     """The 8 blocks as ``(stage, block, filters, stride)``; filters = base × m."""
     plan = []
     for stage, (blocks, base) in enumerate(_STAGES):
         for block in range(blocks):
-            filters = base * width_multiplier
+            filters = _channels(base, width_multiplier)
             strides = 2 if stage > 0 and block == 0 else 1
             plan.append((stage + 1, block + 1, filters, strides))
     return plan
@@ -141,6 +148,9 @@ def BiNeal(
             f"num_classes={num_classes} has no effect with include_top=False (the model returns "
             "features); leave it out or set include_top=True."
         )
+    for flag, value in (("include_top", include_top), ("multiscale", multiscale)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{flag} must be True or False, got {value!r}.")
     if multiscale and include_top:
         raise ValueError("multiscale=True returns backbone features: use it with include_top=False.")
     num_classes = 1000 if num_classes is None else num_classes
@@ -164,7 +174,7 @@ def BiNeal(
                 f"multiscale features need an input height and width divisible by 32 (the stride of "
                 f"the last stage), got an input of {tuple(x.shape)[1:3]}."
             )
-    x = _stem(x, int(_STAGES[0][1] * width_multiplier))
+    x = _stem(x, _channels(_STAGES[0][1], width_multiplier))
     features = []
     plan = stage_plan(width_multiplier)
     for index, (stage, block, filters, strides) in enumerate(plan):

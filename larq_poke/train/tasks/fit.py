@@ -12,9 +12,9 @@ history = fit_task(model, data, loss=tf.keras.losses.SparseCategoricalCrossentro
 The recipe is the ``bineal`` recipe of ``larq-poke train`` (spec §3: "cosine LR and weight decay
 1e-5"): AdamW with decay 1e-5 on conv and dense kernels only, linear warm-up over 5/512 of the run
 then cosine to 0 (:func:`larq_poke.train.schedules.bineal_schedule`). The 8-bit layers' activation
-bounds are calibrated once, at 7500/124800 of the run, on ``calibration_inputs``
-(:class:`larq_poke.train.switches.PokeBNNSwitches` with the weights 8-bit throughout); a model
-that has 8-bit input quantizers needs them. Real-valued counterparts (``precision="int8"``)
+bounds are calibrated once, at 7500/124800 of the run, on ``calibration_inputs`` (default: the
+first batch's inputs; :class:`larq_poke.train.switches.PokeBNNSwitches` with the weights 8-bit
+throughout). Real-valued counterparts (``precision="int8"``)
 train with the same optimizer and schedule.
 """
 
@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from larq_poke.train.schedules import BINEAL_LR, BINEAL_WEIGHT_DECAY, bineal_schedule
+from larq_poke.train.schedules import BINEAL_LR, BINEAL_WEIGHT_DECAY, bineal_schedule, check_learning_rate
 from larq_poke.train.switches import PokeBNNSwitches
 
 __all__ = ["bineal_optimizer", "fit_task"]
@@ -42,7 +42,8 @@ def bineal_optimizer(model, total_steps: int, lr: Optional[float] = None):
     The gain terms, thresholds and batch norms are scales and offsets whose pull towards 0 would
     move the thresholds, so they are excluded (a project choice; the paper says only "weight decay
     1e-5")."""
-    optimizer = tf.keras.optimizers.AdamW(bineal_schedule(total_steps, peak_lr=lr or BINEAL_LR),
+    check_learning_rate(lr)
+    optimizer = tf.keras.optimizers.AdamW(bineal_schedule(total_steps, peak_lr=BINEAL_LR if lr is None else lr),
                                           weight_decay=BINEAL_WEIGHT_DECAY)
     optimizer.exclude_from_weight_decay(
         var_list=[v for v in model.trainable_variables if len(v.shape) < 2 or _is_gain_term(v)])
@@ -67,7 +68,10 @@ def fit_task(
 
     ``loss``: a Keras loss (``SparseCategoricalCrossentropy(from_logits=True)`` for
     segmentation, ``larq_poke.train.tasks.detection.CenterNetLoss``, ...). ``lr``: the peak rate
-    (default :data:`~larq_poke.train.schedules.BINEAL_LR`).
+    (default :data:`~larq_poke.train.schedules.BINEAL_LR`), a positive number.
+    ``calibration_inputs``: the images on which the 8-bit layers' input bounds are calibrated
+    once, at 6 % of the run (default: the inputs of ``data``'s first batch, as
+    ``larq-poke train`` does).
     """
     if not isinstance(data, tf.data.Dataset):
         raise TypeError(f"data must be a tf.data.Dataset of (inputs, targets) batches, got {type(data).__name__}.")
@@ -78,7 +82,10 @@ def fit_task(
         raise ValueError("data must be finite with a known number of batches (no .repeat(); "
                          f"cardinality {steps_per_epoch}).")
     total_steps = steps_per_epoch * epochs
+    check_learning_rate(lr)
     switches = PokeBNNSwitches(model, total_steps, weight_fraction=0.0)
+    if calibration_inputs is None and switches.quantizers:  # 8-bit layers: their bounds need images
+        calibration_inputs = next(iter(data))[0]
     if calibration_inputs is not None:
         switches.calibration_images = np.asarray(calibration_inputs, np.float32)
     model.compile(bineal_optimizer(model, total_steps, lr), loss=loss, metrics=list(metrics or []))
