@@ -197,8 +197,9 @@ def test_bf16_training_saves_and_converts_a_float32_model(folder, models, tmp_pa
     # values that cannot be meant are refused before anything is written (--lr 0 used to mean
     # the recipe's default rate)
     for option, values in (("--lr", {"lr": 0.0}), ("--lr", {"lr": float("nan")}), ("--epochs", {"epochs": 0}),
-                           ("--batch-size", {"batch_size": -4}), ("--steps-per-epoch", {"steps_per_epoch": 0})):
-        with pytest.raises(TrainError, match=f"{option} must be a positive"):
+                           ("--batch-size", {"batch_size": -4}), ("--steps-per-epoch", {"steps_per_epoch": 0}),
+                           ("--checkpoint-every", {"checkpoint_every": -1})):
+        with pytest.raises(TrainError, match=f"{option} must be a"):
             train(TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(tmp_path / "x"),
                               image_size=16, **values))
     assert not (tmp_path / "x").exists()

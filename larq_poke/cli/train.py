@@ -48,7 +48,8 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--precision", default="float32", choices=("float32", "bf16"),
                         help="bf16: Keras' mixed_bfloat16 policy while training (float32 variables, "
                         "batch-norm statistics and losses; the saved and converted model is float32)")
-    parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N")
+    parser.add_argument("--checkpoint-every", type=int, default=100, metavar="N",
+                        help="steps between checkpoints (default 100; 0: only at the end)")
     parser.add_argument("--output", required=True, metavar="DIR")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)

@@ -97,12 +97,14 @@ def _check_numbers(config: TrainConfig) -> None:
         raise TrainError(f"--lr must be a positive number (default: the recipe's), got {config.lr!r}.") from None
     for option, value, optional in (("--epochs", config.epochs, False), ("--batch-size", config.batch_size, False),
                                     ("--steps-per-epoch", config.steps_per_epoch, True),
-                                    ("--checkpoint-every", config.checkpoint_every, False),
                                     ("--image-size", config.image_size, True)):
         if optional and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise TrainError(f"{option} must be a positive integer, got {value!r}.")
+    every = config.checkpoint_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise TrainError(f"--checkpoint-every must be an integer >= 0 (0: only at the end), got {every!r}.")
 
 
 def _check_output(config: TrainConfig) -> Path:
