@@ -361,7 +361,9 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         packed_bits += _packed_bits(layer, stored)
         storable_bits += _packed_bits(layer, stored, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])
-        if not terms and any("kernel" in w.name.rpartition("/")[2] for w in own):
+        known = all(shape is not None and None not in list(shape[1:])
+                    for shape in (rec["input_shape"], rec["output_shape"]))
+        if not terms and known and any("kernel" in w.name.rpartition("/")[2] for w in own):
             uncounted.append(f"{rec['path']} ({type(layer).__name__})")
         if not terms:
             if params:

@@ -340,6 +340,7 @@ def estimate_cycles(
         raise ValueError(f"as_bits must be None or a positive integer, got {as_bits!r}.")
     if not _is_integer(elementwise_bytes) or elementwise_bytes < 0:
         raise ValueError(f"elementwise_bytes must be an integer >= 0, got {elementwise_bytes!r}.")
+    as_bits = None if as_bits is None else int(as_bits)  # numpy integers as plain ints (JSON)
     bad = {name: value for name, value in (output_bits or {}).items() if not _is_integer(value) or value < 1}
     if bad:
         raise ValueError(f"output_bits values must be positive integers (bits per stored value), got {bad}.")

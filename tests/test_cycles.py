@@ -300,3 +300,12 @@ def test_bineal_bits_per_layer(branch_bits, as_bits, branch_out):
         conv1, conv2, skip = (rows[f"{block}.{part}"] for part in ("conv1", "conv2", "skip"))
         assert (conv1.w_bits, conv1.a_bits, conv1.out_bits) == (1, 1, 1)
         assert (conv2.out_bits, skip.out_bits) == (branch_out, branch_out)
+
+
+def test_numpy_bits_give_a_json_report():
+    import json
+
+    import numpy as np
+
+    report = estimate_cycles(_dense_model(), TINY, as_bits=np.int64(8))
+    assert json.loads(report.to_json())["as_bits"] == 8 and report.layers[0].cycles == 6873

@@ -56,7 +56,8 @@ class ZooModel(tf.keras.Model):
         :func:`~larq_poke.zoo.loading.save_keras_weights`: the same Keras h5 weights, plus the
         model's configuration, through a temporary file (an interrupted save leaves the old
         file). ``tf.keras.callbacks.ModelCheckpoint(..., save_weights_only=True)`` writes that
-        way too. Other names and formats are Keras' own.
+        way too. Other names and formats are Keras' own, and so is ``overwrite=False`` with an
+        existing file (Keras asks first, then writes plain weights).
         """
         if records_settings(filepath, save_format) and (overwrite or not os.path.exists(os.fspath(filepath))):
             save_keras_weights(self, filepath)

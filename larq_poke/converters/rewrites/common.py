@@ -165,6 +165,9 @@ class ChannelAffine(GraphLayer):
 def shifted_batch_norm(layer, delta):
     """A copy of an inference BatchNormalization with ``delta`` added to its output: to its beta
     (a layer built with ``center=False`` gets one, from zero)."""
+    if getattr(layer, "renorm", False):
+        raise ValueError(f"{layer.name}: a BatchNormalization with renorm=True cannot be shifted here; "
+                         "build it without renorm.")
     config = {**layer.get_config(), "center": True}
     new = tf.keras.layers.BatchNormalization.from_config(config)
     new.build(layer.input_shape)
