@@ -334,8 +334,6 @@ def estimate_cycles(
     # Returns
     A :class:`CycleReport` (``.totals["cycles"]``, ``.layers``, ``.to_text()``, ``.to_dict()``).
     """
-    if not _is_integer(float_bits) or float_bits < 1:
-        raise ValueError(f"float_bits must be a positive integer, got {float_bits!r}.")
     if as_bits is not None and (not _is_integer(as_bits) or as_bits < 1):
         raise ValueError(f"as_bits must be None or a positive integer, got {as_bits!r}.")
     if not _is_integer(elementwise_bytes) or elementwise_bytes < 0:

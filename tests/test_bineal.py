@@ -112,6 +112,31 @@ def test_weight_gradients_match_numpy():
     np.testing.assert_allclose(tape.gradient(loss, q.k), (upstream * lam * signs).sum(), rtol=1e-5)
 
 
+def test_no_weight_leaves_the_straight_through_window_in_training():
+    """docs/bineal.md: with the latent weights and α clipped to [−1, 1], a block trained at a high
+    learning rate keeps every |α w| ≤ 1 (without the clips α drifts above 1 and strands
+    weights); α does move, and is held at the clip."""
+    from larq_poke.layers.bineal import bineal_block
+    from larq_poke.train.tasks.fit import bineal_optimizer
+
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 32))
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(
+        bineal_block(BiNealSign(name="in")(inputs), 32, name="b")))
+    rng = np.random.RandomState(0)
+    x, target = rng.randn(64, 8, 8, 32).astype(np.float32), rng.randn(64, 32).astype(np.float32)
+    model.compile(bineal_optimizer(model, 300, 1e-2), "mse")
+    model.fit(x, target, batch_size=16, epochs=75, verbose=0)
+    alphas = []
+    for conv in ("conv1", "conv2", "skip"):
+        layer = model.get_layer(f"b.{conv}")
+        alpha, w = layer.kernel_quantizer.alpha.numpy(), layer.kernel.numpy()
+        assert np.abs(w).max() <= 1 and np.abs(alpha * w).max() <= 1, conv
+        alphas.append(alpha)
+    alphas = np.concatenate(alphas)
+    assert np.abs(alphas).max() == 1.0 and alphas.min() < 1.0
+
+
 def test_sign_and_branch_quantizer_gradients_match_numpy():
     """BiNealSign: straight-through where |b1 + PReLU_β(x + b0) − τ| ≤ 1, times the PReLU's slope
     (1 or β). BranchQuantizer: x passes inside [−b, b]; the bound gets ±1 outside and the

@@ -189,6 +189,12 @@ def _check_trained(bns: List, allow_untrained: bool) -> None:
 _SIGNS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign)  # ±1 in the forward pass
 
 
+def _readers(model, tensor, users) -> list:
+    """Names of the layers reading ``tensor``, plus "a model output" when it is one."""
+    outputs = {id(t) for t in model.outputs}
+    return [x.name for x in users.get(id(tensor), [])] + (["a model output"] if id(tensor) in outputs else [])
+
+
 def _check_block(model, b, users) -> None:
     """ValueError naming the layer when block ``b`` is not wired or built as :func:`bineal_block`
     builds it: the fold assumes ±1 inputs, +1 padding and no bias in its convs, and replaces
@@ -226,13 +232,11 @@ def _check_block(model, b, users) -> None:
                          f"found {[getattr(x, 'name', 'an input') for x in added]}.")
     if node_inputs(model, b.skip)[0] is not node_inputs(model, b.conv1)[0]:
         raise ValueError(f"BiNeal block {b.name!r}: {b.skip.name} must read the block input, as {b.conv1.name} does.")
-    outputs = {id(t) for t in model.outputs}
     inner = [b.conv1, b.bn1, b.act1, b.conv2, b.bn2, b.skip, b.skip_bn, b.add, b.bn3]
     inner += [b.main_q, b.skip_q] if b.main_q is not None else []
     for layer in inner:
-        tensor = node_output(model, layer)
-        if len(users.get(id(tensor), [])) != 1 or id(tensor) in outputs:
-            readers = [x.name for x in users.get(id(tensor), [])] + (["a model output"] if id(tensor) in outputs else [])
+        readers = _readers(model, node_output(model, layer), users)
+        if len(readers) != 1:
             raise ValueError(f"BiNeal block {b.name!r}: {layer.name}'s output is read by {readers}; inside a block "
                              "only the next layer of the block may read it (the fold replaces the whole block).")
 
@@ -623,11 +627,9 @@ def _check_stem_readers(model, parts, users) -> None:
     """ValueError unless each tensor of the stem chain conv → BN → [pool →] sign is read only by
     the next layer of the chain: the int8 stem computes the sign's integer threshold, not the
     real values other readers would need."""
-    outputs = {id(t) for t in model.outputs}
     conv, bn, pool, act = parts
     for layer in [x for x in (conv, bn, pool) if x is not None]:
-        tensor = node_output(model, layer)
-        readers = [x.name for x in users.get(id(tensor), [])] + (["a model output"] if id(tensor) in outputs else [])
+        readers = _readers(model, node_output(model, layer), users)
         if len(readers) != 1:
             raise ValueError(
                 f"int8: the 8-bit stem {conv.name} → {act.name} cannot become an int8 stem: {layer.name}'s output "

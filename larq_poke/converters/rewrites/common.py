@@ -68,15 +68,14 @@ class ConvSpec:
 
 def binary_conv(conv, name: str, pad_values: float = 0.0):
     """A QuantConv2D LCE recognises: ste_sign input, ±1 kernel (ste_sign), no bias (``conv``
-    describes the geometry: filters, kernel_size, strides, padding and, when it has one,
-    dilation_rate; ``pad_values`` 0 is same-zero, 1 same-one)."""
+    is a :class:`ConvSpec`; ``pad_values`` 0 is same-zero, 1 same-one)."""
     with quiet_larq_warnings():
         new = lq.layers.QuantConv2D(
             conv.filters,
             conv.kernel_size,
             strides=conv.strides,
             padding=conv.padding,
-            dilation_rate=getattr(conv, "dilation_rate", (1, 1)),
+            dilation_rate=conv.dilation_rate,
             pad_values=pad_values,
             use_bias=False,
             input_quantizer="ste_sign",

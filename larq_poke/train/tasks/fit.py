@@ -82,7 +82,6 @@ def fit_task(
         raise ValueError("data must be finite with a known number of batches (no .repeat(); "
                          f"cardinality {steps_per_epoch}).")
     total_steps = steps_per_epoch * epochs
-    check_learning_rate(lr)
     switches = PokeBNNSwitches(model, total_steps, weight_fraction=0.0)
     if calibration_inputs is None and switches.quantizers:  # 8-bit layers: their bounds need images
         calibration_inputs = next(iter(data))[0]
