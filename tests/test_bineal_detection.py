@@ -146,13 +146,17 @@ def test_detector_deploys_int8(trained):
     interpreter = Interpreter(result.flatbuffer, num_threads=1, use_indirect_bgemm=True)
     lite = np.concatenate([interpreter.predict(x[i:i + 8]) for i in range(0, 64, 8)])
     keras = model.predict(x, verbose=0)
+    step, = [info.tensors[op.inputs[0]].scales[0] for op in info.operators if op.op_type == "DEQUANTIZE"]
+    error = np.abs(lite - keras) / step
     decode = lambda out: decode_centernet(out, CLASSES, score_threshold=0.01, top_k=20)  # noqa: E731
     lite_map, keras_map = (mean_average_precision(decode(out), boxes, CLASSES) for out in (lite, keras))
-    print(f"mAP@0.5 int8 TFLite {lite_map:.3f}, Keras {keras_map:.3f}")
-    # Full-int8 post-training quantization of the 8-bit neck and heads keeps more than half of
-    # the detector: 64 images make mAP a coarse figure (runs gave 0.19 / 0.22 and 0.21 / 0.27
-    # before the latent-weight clip, 0.16 / 0.27 after it), so the bar is a share of Keras' mAP, far above the fixed-box baseline (0.004).
-    assert lite_map >= 0.55 * keras_map and lite_map > 0.1
+    print(f"mAP@0.5 int8 TFLite {lite_map:.3f}, Keras {keras_map:.3f}; |TFLite - Keras| in output steps: "
+          f"mean {error.mean():.2f}, max {error.max():.1f}")
+    # The int8 file follows the Keras model within int8 rounding. Before the heads' biases were
+    # fixed (the converter had quantized them for another input grid, 2–3× too large) the mean
+    # was about 19 steps and the int8 mAP 0.16 against Keras' 0.27; 64 images make mAP coarse.
+    assert error.mean() < 1.0
+    assert lite_map >= 0.85 * keras_map and lite_map > 0.1  # fixed-box predictor: 0.004
 
 
 def test_binary_head_variant_deploys():

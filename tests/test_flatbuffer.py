@@ -146,3 +146,48 @@ def test_folded_batch_norm_constants(good):
     np.testing.assert_allclose(multiplier, expected, rtol=1e-5)
     np.testing.assert_allclose(bias, beta - mean * expected, rtol=1e-4, atol=1e-5)
     assert info.constant_values(op.inputs[0]) is None  # activations are not constants
+
+
+def _fake_quant_conv_file(second_range: float):
+    """A TFLite file from TensorFlow's own converter: x → fake quant over [−1, 1] → fake quant over
+    ±``second_range`` → int8 conv with a bias → fake quant; and the graph it came from."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    kernel = (0.2 * rng.normal(size=(3, 3, 4, 8))).astype(np.float32)
+    bias = rng.normal(size=8).astype(np.float32)
+    bound = np.abs(kernel).max(axis=(0, 1, 2))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 4), tf.float32)])
+    def graph(x):
+        x = tf.quantization.fake_quant_with_min_max_vars(x, -1.0, 1.0)
+        x = tf.quantization.fake_quant_with_min_max_vars(x, -second_range, second_range)
+        w = tf.quantization.fake_quant_with_min_max_vars_per_channel(kernel, -bound, bound, narrow_range=True)
+        return tf.quantization.fake_quant_with_min_max_vars(tf.nn.conv2d(x, w, 1, "SAME") + bias, -8.0, 8.0)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.get_concrete_function()], graph)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert(), graph
+
+
+@pytest.mark.parametrize("second_range", [1.0, 3.0])
+def test_bias_scale_mismatches_catch_a_rescaled_bias(second_range):
+    """Two fake quants in a row with different ranges: the converter keeps the first grid for
+    the conv's input but quantizes the bias for the second, and the file's output is off by
+    dozens of output steps; with one range the file matches the graph within one step."""
+    import tensorflow as tf
+
+    flatbuffer, graph = _fake_quant_conv_file(second_range)
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 8, 8, 4)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    error = np.abs(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]) - graph(x).numpy()).max()
+    step = 16.0 / 255.0
+    problems = read_flatbuffer(flatbuffer).bias_scale_mismatches()
+    if second_range == 1.0:
+        assert problems == [] and error <= step * 1.01
+    else:
+        assert len(problems) == 1 and "CONV_2D" in problems[0] and "bias scale 3 × input scale" in problems[0]
+        assert error > 10 * step

@@ -19,6 +19,7 @@ _EXPORTS = {
     "convert": "larq_poke.converters.lce",
     "ConversionResult": "larq_poke.converters.lce",
     "ConversionReport": "larq_poke.converters.conversion_report",
+    "MisquantizedBiasError": "larq_poke.converters.conversion_report",
     "QuantizationInfoError": "larq_poke.converters.conversion_report",
     "StrictConversionError": "larq_poke.converters.conversion_report",
     "deployable": "larq_poke.converters.rewrites",

@@ -51,6 +51,12 @@ class QuantizationInfoError(ValueError):
     """``int8=True`` for a model without fake-quant ops, or a conversion that produced no int8."""
 
 
+class MisquantizedBiasError(RuntimeError):
+    """The converter wrote a quantized conv whose bias scale is not input scale × weight scale
+    (:meth:`~larq_poke.converters.flatbuffer.FlatbufferModel.bias_scale_mismatches`): the file
+    would compute wrong outputs, so it is not returned."""
+
+
 class StrictConversionError(RuntimeError):
     """Raised by ``convert(..., strict=True)`` when a binary layer did not become an
     ``LceBconv2d``. The full :class:`ConversionResult` is available as ``.result``."""

@@ -47,6 +47,7 @@ __all__ = [
     "read_flatbuffer",
 ]
 
+_BIASED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})  # inputs: x, weights, bias
 LCE_OPS = ("LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d")
 
 # Builtin ops that act element by element (activations, arithmetic, comparisons, selects and the
@@ -92,6 +93,7 @@ class TensorInfo:
     shape: Tuple[int, ...]
     is_constant: bool
     nbytes: int = 0
+    scales: Tuple[float, ...] = ()  # quantization scales (one per channel, or one), () for float
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,40 @@ class FlatbufferModel:
                 counts[f"{op.op_type}:{op.fused_activation}"] += 1
         return dict(counts)
 
+    def bias_scale_mismatches(self, rtol: float = 1e-3) -> List[str]:
+        """Quantized convs and fully-connected ops whose int32 bias scale is not input scale ×
+        weight scale, one line each (empty when all agree).
+
+        TFLite's integer kernels add the bias to an accumulator counted in units of input scale
+        × weight scale, so any other bias scale silently rescales the bias. The TFLite converter
+        writes such files when two fake quants with different ranges follow each other: it keeps
+        the first range for the tensor but quantizes the bias for the second.
+
+        >>> read_flatbuffer("model.tflite").bias_scale_mismatches()
+        []
+        """
+        problems = []
+        for op in self.operators:
+            if op.op_type not in _BIASED_OPS or len(op.inputs) < 3 or min(op.inputs[:3]) < 0:
+                continue
+            x, w, b = (np.asarray(self.tensors[i].scales, np.float64) for i in op.inputs[:3])
+            if not (x.size and w.size and b.size):
+                continue
+            expected = x * w
+            ratio = b / expected if b.shape == expected.shape or expected.size == 1 else None
+            if ratio is None:
+                problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): {b.size} bias scales "
+                                f"for {expected.size} channels")
+            elif np.max(np.abs(ratio - 1.0)) > rtol:
+                worst = float(ratio.flat[int(np.argmax(np.abs(ratio - 1.0)))])
+                problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): bias scale {worst:.4g} × "
+                                "input scale × weight scale")
+        return problems
+
+    def _output_name(self, op: OperatorInfo) -> str:
+        outs = [t for t in op.outputs if t >= 0]
+        return self.tensors[outs[0]].name if outs else "no output"
+
     # --- graph structure ----------------------------------------------------------------------
     def _producers_consumers(self):
         producer: Dict[int, int] = {}
@@ -405,6 +441,7 @@ def read_flatbuffer(data: Union[bytes, bytearray, str, os.PathLike]) -> Flatbuff
                     shape=shape,
                     is_constant=bool(raw),
                     nbytes=len(raw),
+                    scales=_scales(t),
                 )
             )
 
@@ -454,6 +491,13 @@ def read_flatbuffer(data: Union[bytes, bytearray, str, os.PathLike]) -> Flatbuff
         num_subgraphs=num_subgraphs,
         constants=constants,
     )
+
+
+def _scales(tensor) -> Tuple[float, ...]:
+    quantization = tensor.Quantization()
+    if quantization is None or not quantization.ScaleLength():
+        return ()
+    return tuple(float(v) for v in quantization.ScaleAsNumpy())
 
 
 def _indices(array) -> Tuple[int, ...]:

@@ -50,6 +50,11 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         flatbuffer = converter.convert()
     info = read_flatbuffer(flatbuffer)
+    misquantized = info.bias_scale_mismatches()
+    if misquantized:
+        from larq_poke.converters.conversion_report import MisquantizedBiasError
+
+        raise MisquantizedBiasError(f"{model.name}: the converter wrote wrong bias scales: {'; '.join(misquantized)}.")
     float_ops = sorted({op.op_type for op in info.operators
                         if op.op_type not in _BOUNDARY_OPS and info.op_output_dtype(op) == "FLOAT32"})
     if float_ops:

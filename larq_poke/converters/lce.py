@@ -39,6 +39,7 @@ from larq_poke.converters.binary_layers import find_binary_layers, match_binary_
 from larq_poke.converters.conversion_report import (
     ConversionReport,
     Parity,
+    MisquantizedBiasError,
     QuantizationInfoError,
     StrictConversionError,
 )
@@ -149,6 +150,8 @@ def convert(
             custom quantizers lack a ``precision`` attribute). Use ``tf.lite.TFLiteConverter``
             for float models; tag custom quantizers with ``precision = 1``.
         QuantizationInfoError: see ``int8``.
+        MisquantizedBiasError: the file has a quantized conv whose bias scale is not its input
+            scale × weight scale (two fake quants with different ranges in a row).
         StrictConversionError: see ``strict``.
         RuntimeError: LCE itself failed (the converter's error lines are in the message).
     """
@@ -198,6 +201,13 @@ def convert(
     logger.info("converted in %.1f s: %s bytes", seconds, f"{len(flatbuffer):,}")
 
     info = read_flatbuffer(flatbuffer)
+    misquantized = info.bias_scale_mismatches()
+    if misquantized:
+        raise MisquantizedBiasError(
+            f"LCE wrote {len(misquantized)} quantized op(s) whose bias does not match its input and weight "
+            f"scales, so the file would compute wrong outputs: {'; '.join(misquantized)}. This happens when two "
+            "fake quants with different ranges follow each other (one tensor, two grids): give the tensor "
+            "one range.")
     fates, unmatched = match_binary_layers(binary_layers, info)
     report = _build_report(
         original, info, fates, unmatched, target=target, int8=int8, rewrites=rewrites

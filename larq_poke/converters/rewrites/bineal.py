@@ -537,29 +537,41 @@ class Int8ConvUnit(GraphLayer):
     conv: the input fake-quantized per tensor (with the conv's learned 8-bit input bound, or on
     ``input_range``: :data:`SIGN_RANGE` for a conv reading a ±1 map, where ±1 are exact), the
     8-bit weights times the BN scale (int8 per output channel), bias = conv bias × BN scale + BN
-    shift, the ReLU, the output over its measured range."""
+    shift, the ReLU, the output over its measured range.
 
-    def __init__(self, conv=None, bn=None, relu: bool = False, output_range=None, input_range=None, **kwargs):
+    ``quantize_input=False``: the input is already on the int8 grid ``input_range`` (written by
+    another unit, see :func:`_align_unit_ranges`), and no second fake quant is added. A channel
+    whose weights are all (nearly) 0, e.g. behind a BN scale of 0, gets a weight scale just wide
+    enough for its bias to fit TFLite's int32 bias (bias / (input scale × weight scale)); with
+    max |w| as the range, such a bias overflowed and the channel's output was wrong.
+    """
+
+    def __init__(self, conv=None, bn=None, relu: bool = False, output_range=None, input_range=None,
+                 quantize_input: bool = True, **kwargs):
         super().__init__(**kwargs)
         if conv is None or output_range is None:
             raise ValueError("Int8ConvUnit is built by bineal_deployable(model, int8=True)")
         if input_range is None:
-            input_range = ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+            input_range = _unit_input_range(conv)
         self._input_range = tuple(input_range)
+        self._quantize_input = bool(quantize_input)
         kernel = quantized_kernel(conv)
         bias = as_numpy(conv.bias) if conv.use_bias else np.zeros(kernel.shape[-1], np.float32)
         if bn is not None:
             scale, shift = bn_affine(bn)
             kernel, bias = kernel * scale, bias * scale + shift
         self._kernel, self._bias = kernel.astype(np.float32), bias.astype(np.float32)
+        input_scale = (self._input_range[1] - self._input_range[0]) / 255.0
+        fits_bias = 2.0 * 127.0 * np.abs(self._bias) / (input_scale * (2.0**31 - 1))  # a factor 2 to spare
+        self._weight_bound = np.maximum(weight_bounds(self._kernel), fits_bias).astype(np.float32)
         self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
         self._dilations = tuple(conv.dilation_rate)
         self._relu = bool(relu)
         self._output_range = output_range
 
     def float_call(self, inputs):
-        x = fake_quant(inputs, *self._input_range)
-        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel), self._strides, self._padding,
+        x = fake_quant(inputs, *self._input_range) if self._quantize_input else inputs
+        y = tf.nn.conv2d(x, fake_quant_weights(self._kernel, bound=self._weight_bound), self._strides, self._padding,
                          dilations=self._dilations) + self._bias
         return tf.nn.relu(y) if self._relu else y
 
@@ -572,6 +584,46 @@ class Int8ConvUnit(GraphLayer):
             if shape[axis] is not None:
                 shape[axis] = -(-shape[axis] // self._strides[axis - 1])
         return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+
+
+def _unit_input_range(conv) -> "tuple[float, float]":
+    """The int8 grid of an 8-bit conv's learned input quantizer."""
+    return ActivationQuant(conv.input_quantizer, f"{conv.name} input").int8_range()
+
+
+def _align_unit_ranges(model, units, ranges, users) -> "tuple[dict, list]":
+    """Int8 ranges for 8-bit convs that read another int8 unit's output directly.
+
+    The converter merges two fake quants in a row: the reader's conv then reads the writer's
+    int8 grid, but its bias is quantized for the reader's own grid (in CenterNet's heads the bias
+    came out 2–3× too large). So when every reader is such a conv, the writer's output takes the
+    readers' learned input grid (the widest, where they differ): exactly the rounding and
+    clipping of the Keras model for the readers of that grid. The other readers take the writer's
+    grid as it is, with no fake quant of their own, and a note says so. Returns
+    ``({reader conv name: the writer's range}, notes)`` and updates ``ranges``.
+    """
+    made_by = producers(model)
+    unit_convs = {chain[0].name: chain[0] for chain in units.values()}
+    readers_of = {}  # writer name -> its unit-conv readers
+    for conv in unit_convs.values():
+        writer = made_by.get(id(node_inputs(model, conv)[0]))
+        if writer is not None and writer.name in ranges:
+            readers_of.setdefault(writer.name, []).append(conv)
+    inherit, notes = {}, []
+    for writer, convs in readers_of.items():
+        grids = {_unit_input_range(conv) for conv in convs}
+        everyone = _readers(model, node_output(model, model.get_layer(writer)), users)
+        others = sorted(set(everyone) - {conv.name for conv in convs})
+        if not others:
+            ranges[writer] = max(grids, key=lambda grid: grid[1] - grid[0])
+        why = (f"{writer} is also read by {others}" if others
+               else f"the learned grids of {writer}'s readers differ, and one int8 tensor has one grid")
+        for conv in convs:
+            if _unit_input_range(conv) != tuple(ranges[writer]):
+                inherit[conv.name] = tuple(ranges[writer])
+                notes.append(f"int8: {conv.name} reads {writer}'s int8 grid {tuple(round(v, 4) for v in ranges[writer])}, "
+                             f"not its own learned 8-bit grid: {why}")
+    return inherit, notes
 
 
 def _int8_conv_chain(model, conv, users):
@@ -704,6 +756,7 @@ def _int8_model(model, calibration_inputs):
     for name in units:
         ranges[name] = measured_range(tf.keras.Model(model.inputs, node_output(model, model.get_layer(name)))(images))
     _share_concatenated_ranges(model, ranges)
+    inherit, grid_notes = _align_unit_ranges(model, units, ranges, users)
     # In the folded model the stem's sign is gone (its threshold is in the shifted BN): replace
     # conv → BN → pool at the pool (at the BN without a pool).
     at_pool = {(parts[2] or parts[1]).name: parts for parts in stems.values()}
@@ -723,7 +776,9 @@ def _int8_model(model, calibration_inputs):
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
         if layer.name in units:
             conv, bn, relu = units[layer.name]
-            unit = Int8ConvUnit(conv, bn, relu is not None, output_range=ranges[layer.name], name=layer.name)
+            unit = Int8ConvUnit(conv, bn, relu is not None, output_range=ranges[layer.name],
+                                input_range=inherit.get(conv.name), quantize_input=conv.name not in inherit,
+                                name=layer.name)
             return unit(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in scores:
             unit = Int8ConvUnit(layer, output_range=ranges[layer.name], input_range=SIGN_RANGE, name=layer.name)
@@ -734,7 +789,8 @@ def _int8_model(model, calibration_inputs):
         return None
 
     deployable = rebuild_functional(folded, substitute)
-    deployable._deployment_checks = folded._deployment_checks + noise_checks
+    deployable._deployment_checks = folded._deployment_checks + noise_checks + tuple(
+        (lambda report, note=note: note) for note in grid_notes)
     return deployable
 
 
