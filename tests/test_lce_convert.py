@@ -230,6 +230,36 @@ def test_int8_from_fake_quant_ops():
     assert report.parity.max_abs_diff <= 4 * 16 / 255
 
 
+def test_two_fake_quants_in_a_row_are_refused():
+    """Fake quants over [−4, 4] then [−2, 2] before a conv: the converters keep the first grid
+    for the conv's input and quantize its bias for the second (the file's bias is half what it
+    should be), so ``convert`` and ``convert_int8`` refuse the file and name the conv."""
+    import tensorflow as tf
+
+    from larq_poke.converters import MisquantizedBiasError
+    from larq_poke.converters.flatbuffer import read_flatbuffer
+    from larq_poke.converters.int8 import convert_int8
+
+    def stem(inputs):
+        x = lce_models.fake_quant(lce_models.fake_quant(inputs, -4.0, 4.0, "fq_in"), -2.0, 2.0, "fq_again")
+        return tf.keras.layers.Conv2D(8, 3, padding="same", name="stem")(x)
+
+    inputs = tf.keras.Input((16, 16, 3))
+    x = lce_models.fake_quant(tf.keras.layers.ReLU()(stem(inputs)), 0.0, 6.0, "fq_stem")
+    x = lce_models.fake_quant(lce_models.binary_conv(8, "b1")(x), -4.0, 4.0, "fq_b1")
+    x = lce_models.fake_quant(tf.keras.layers.GlobalAveragePooling2D()(x), -4.0, 4.0, "fq_pool")
+    binary = tf.keras.Model(inputs, lce_models.fake_quant(tf.keras.layers.Dense(4)(x), -8.0, 8.0, "fq_out"))
+    with pytest.raises(MisquantizedBiasError, match=r"CONV_2D #\d+ \(.*stem.*\): bias scale 0.5 × input scale") as err:
+        convert(binary, int8=True)
+    assert len(read_flatbuffer(err.value.flatbuffer).bias_scale_mismatches()) == 1
+
+    inputs = tf.keras.Input((16, 16, 3))
+    real = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(tf.keras.layers.Flatten()(stem(inputs))))
+    images = np.random.default_rng(0).uniform(-3, 3, (8, 16, 16, 3)).astype(np.float32)
+    with pytest.raises(MisquantizedBiasError, match="CONV_2D .*stem.*bias scale"):
+        convert_int8(real, images)
+
+
 # --- deployable rewrites are applied and checked against the original -----------------------
 def test_convert_applies_registered_rewrites():
     import tensorflow as tf

@@ -54,7 +54,12 @@ class QuantizationInfoError(ValueError):
 class MisquantizedBiasError(RuntimeError):
     """The converter wrote a quantized conv whose bias scale is not input scale × weight scale
     (:meth:`~larq_poke.converters.flatbuffer.FlatbufferModel.bias_scale_mismatches`): the file
-    would compute wrong outputs, so it is not returned."""
+    would compute wrong outputs, so it is not returned; it is on the error as ``.flatbuffer``
+    for inspection."""
+
+    def __init__(self, message: str, flatbuffer: bytes = b""):
+        super().__init__(message)
+        self.flatbuffer = flatbuffer
 
 
 class StrictConversionError(RuntimeError):

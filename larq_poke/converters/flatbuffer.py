@@ -254,8 +254,8 @@ class FlatbufferModel:
         return dict(counts)
 
     def bias_scale_mismatches(self, rtol: float = 1e-3) -> List[str]:
-        """Quantized convs and fully-connected ops whose int32 bias scale is not input scale ×
-        weight scale, one line each (empty when all agree).
+        """Quantized convs and fully-connected ops (of subgraph 0, as everything here) whose int32
+        bias scale is not input scale × weight scale, one line each (empty when all agree).
 
         TFLite's integer kernels add the bias to an accumulator counted in units of input scale
         × weight scale, so any other bias scale silently rescales the bias. The TFLite converter
@@ -273,12 +273,15 @@ class FlatbufferModel:
             if not (x.size and w.size and b.size):
                 continue
             expected = x * w
-            ratio = b / expected if b.shape == expected.shape or expected.size == 1 else None
-            if ratio is None:
+            if b.shape != expected.shape and expected.size != 1:
                 problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): {b.size} bias scales "
                                 f"for {expected.size} channels")
-            elif np.max(np.abs(ratio - 1.0)) > rtol:
-                worst = float(ratio.flat[int(np.argmax(np.abs(ratio - 1.0)))])
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                deviation = np.abs(b / expected - 1.0)
+            deviation = np.where(np.isfinite(deviation), deviation, np.inf)  # a zero scale is a mismatch too
+            if np.max(deviation) > rtol:
+                worst = float((b / np.where(expected == 0, np.nan, expected)).flat[int(np.argmax(deviation))])
                 problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): bias scale {worst:.4g} × "
                                 "input scale × weight scale")
         return problems

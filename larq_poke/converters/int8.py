@@ -29,6 +29,10 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
 
     ``representative_inputs``: an array with a leading batch axis, drawn from the data the model
     will see (at most ``max_samples`` are used, one at a time).
+
+    Raises ``ValueError`` for inputs of the wrong shape or a file left with float compute ops,
+    and :class:`~larq_poke.converters.conversion_report.MisquantizedBiasError` for a conv whose
+    bias scale is not input scale × weight scale.
     """
     import tensorflow as tf
 
@@ -54,7 +58,8 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
     if misquantized:
         from larq_poke.converters.conversion_report import MisquantizedBiasError
 
-        raise MisquantizedBiasError(f"{model.name}: the converter wrote wrong bias scales: {'; '.join(misquantized)}.")
+        raise MisquantizedBiasError(f"{model.name}: the converter wrote wrong bias scales: {'; '.join(misquantized)}.",
+                                    flatbuffer)
     float_ops = sorted({op.op_type for op in info.operators
                         if op.op_type not in _BOUNDARY_OPS and info.op_output_dtype(op) == "FLOAT32"})
     if float_ops:

@@ -51,6 +51,7 @@ __all__ = [
     "ConversionResult",
     "deployable",
     "StrictConversionError",
+    "MisquantizedBiasError",
     "QuantizationInfoError",
     "convert",
     "fake_quant_ops",
@@ -207,7 +208,7 @@ def convert(
             f"LCE wrote {len(misquantized)} quantized op(s) whose bias does not match its input and weight "
             f"scales, so the file would compute wrong outputs: {'; '.join(misquantized)}. This happens when two "
             "fake quants with different ranges follow each other (one tensor, two grids): give the tensor "
-            "one range.")
+            "one range.", flatbuffer)
     fates, unmatched = match_binary_layers(binary_layers, info)
     report = _build_report(
         original, info, fates, unmatched, target=target, int8=int8, rewrites=rewrites

@@ -599,7 +599,10 @@ def _align_unit_ranges(model, units, ranges, users) -> "tuple[dict, list]":
     came out 2–3× too large). So when every reader is such a conv, the writer's output takes the
     readers' learned input grid (the widest, where they differ): exactly the rounding and
     clipping of the Keras model for the readers of that grid. The other readers take the writer's
-    grid as it is, with no fake quant of their own, and a note says so. Returns
+    grid as it is, with no fake quant of their own, and a note says so. Between a writer and a
+    reader with a layer in between (CenterNet's nearest upsampling without skip connections)
+    the converter inserts its own requantization, and nothing needs aligning; ``convert``'s bias
+    check refuses any file where that does not hold. Returns
     ``({reader conv name: the writer's range}, notes)`` and updates ``ranges``.
     """
     made_by = producers(model)
@@ -615,7 +618,7 @@ def _align_unit_ranges(model, units, ranges, users) -> "tuple[dict, list]":
         everyone = _readers(model, node_output(model, model.get_layer(writer)), users)
         others = sorted(set(everyone) - {conv.name for conv in convs})
         if not others:
-            ranges[writer] = max(grids, key=lambda grid: grid[1] - grid[0])
+            ranges[writer] = max(grids, key=lambda grid: grid[1] - grid[0])  # signed grids: it holds the others
         why = (f"{writer} is also read by {others}" if others
                else f"the learned grids of {writer}'s readers differ, and one int8 tensor has one grid")
         for conv in convs:
