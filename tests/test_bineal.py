@@ -638,8 +638,8 @@ def test_int8_units_reading_an_int8_unit(case):
              if op.op_type == "DEQUANTIZE" and info.tensors[op.outputs[0]].shape[1:] == keras.shape[1:]]
     error = np.abs(lite - keras) / step
     print(case, "|TFLite - Keras| in output steps: mean", error.mean(), "max", error.max())
-    # Before: 12 steps, the converter's biases 1.8× too large (MisquantizedBiasError now); then
-    # 9.7 steps, the BN-scale-0 channel's bias overflowing int32.
+    # Before: 12 steps, the converter's biases 1.8× too large; then 9.7 steps, the BN-scale-0
+    # channel's bias saturating int32. Both files now raise MisquantizedBiasError.
     assert error.mean() < 1.0
 
 

@@ -148,15 +148,19 @@ def test_folded_batch_norm_constants(good):
     assert info.constant_values(op.inputs[0]) is None  # activations are not constants
 
 
-def _fake_quant_conv_file(second_range: float):
+def _fake_quant_conv_file(second_range: float, zero_channel: bool = False):
     """A TFLite file from TensorFlow's own converter: x → fake quant over [−1, 1] → fake quant over
-    ±``second_range`` → int8 conv with a bias → fake quant; and the graph it came from."""
+    ±``second_range`` → int8 conv with a bias → fake quant; and the graph it came from.
+    ``zero_channel``: output channel 0's weights are 0, with the range max |w| (floored at 1e-12)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
     kernel = (0.2 * rng.normal(size=(3, 3, 4, 8))).astype(np.float32)
+    if zero_channel:
+        kernel[..., 0] = 0.0
     bias = rng.normal(size=8).astype(np.float32)
-    bound = np.abs(kernel).max(axis=(0, 1, 2))
+    bias[0] = 1.0
+    bound = np.maximum(np.abs(kernel).max(axis=(0, 1, 2)), 1e-12)
 
     @tf.function(input_signature=[tf.TensorSpec((1, 8, 8, 4), tf.float32)])
     def graph(x):
@@ -171,7 +175,7 @@ def _fake_quant_conv_file(second_range: float):
 
 
 @pytest.mark.parametrize("second_range", [1.0, 3.0])
-def test_bias_scale_mismatches_catch_a_rescaled_bias(second_range):
+def test_misquantized_biases_catch_a_rescaled_bias(second_range):
     """Two fake quants in a row with different ranges: the converter keeps the first grid for
     the conv's input but quantizes the bias for the second, and the file's output is off by
     dozens of output steps; with one range the file matches the graph within one step."""
@@ -185,9 +189,20 @@ def test_bias_scale_mismatches_catch_a_rescaled_bias(second_range):
     interpreter.invoke()
     error = np.abs(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]) - graph(x).numpy()).max()
     step = 16.0 / 255.0
-    problems = read_flatbuffer(flatbuffer).bias_scale_mismatches()
+    problems = read_flatbuffer(flatbuffer).misquantized_biases()
     if second_range == 1.0:
         assert problems == [] and error <= step * 1.01
     else:
         assert len(problems) == 1 and "CONV_2D" in problems[0] and "bias scale 3 × input scale" in problems[0]
         assert error > 10 * step
+
+
+def test_misquantized_biases_catch_a_saturated_bias():
+    """An all-zero weight channel quantized over max |w|: its bias in units of input scale ×
+    weight scale is far beyond int32, and the file saturates it (the channel's output is wrong)."""
+    flatbuffer, _ = _fake_quant_conv_file(1.0, zero_channel=True)
+    info = read_flatbuffer(flatbuffer)
+    conv, = [op for op in info.operators if op.op_type == "CONV_2D"]
+    assert np.abs(info.constant_values(conv.inputs[2]).astype(np.int64)[0]) == 2**31 - 1
+    problems = info.misquantized_biases()
+    assert len(problems) == 1 and "1 bias value(s) at the int32 limit" in problems[0], problems

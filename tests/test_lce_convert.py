@@ -251,7 +251,7 @@ def test_two_fake_quants_in_a_row_are_refused():
     binary = tf.keras.Model(inputs, lce_models.fake_quant(tf.keras.layers.Dense(4)(x), -8.0, 8.0, "fq_out"))
     with pytest.raises(MisquantizedBiasError, match=r"CONV_2D #\d+ \(.*stem.*\): bias scale 0.5 × input scale") as err:
         convert(binary, int8=True)
-    assert len(read_flatbuffer(err.value.flatbuffer).bias_scale_mismatches()) == 1
+    assert len(read_flatbuffer(err.value.flatbuffer).misquantized_biases()) == 1
 
     inputs = tf.keras.Input((16, 16, 3))
     real = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(tf.keras.layers.Flatten()(stem(inputs))))

@@ -52,8 +52,9 @@ class QuantizationInfoError(ValueError):
 
 
 class MisquantizedBiasError(RuntimeError):
-    """The converter wrote a quantized conv whose bias scale is not input scale × weight scale
-    (:meth:`~larq_poke.converters.flatbuffer.FlatbufferModel.bias_scale_mismatches`): the file
+    """The converter wrote a quantized conv whose bias scale is not input scale × weight scale,
+    or whose bias saturates int32
+    (:meth:`~larq_poke.converters.flatbuffer.FlatbufferModel.misquantized_biases`): the file
     would compute wrong outputs, so it is not returned; it is on the error as ``.flatbuffer``
     for inspection."""
 

@@ -253,16 +253,18 @@ class FlatbufferModel:
                 counts[f"{op.op_type}:{op.fused_activation}"] += 1
         return dict(counts)
 
-    def bias_scale_mismatches(self, rtol: float = 1e-3) -> List[str]:
+    def misquantized_biases(self, rtol: float = 1e-3) -> List[str]:
         """Quantized convs and fully-connected ops (of subgraph 0, as everything here) whose int32
         bias scale is not input scale × weight scale, one line each (empty when all agree).
 
         TFLite's integer kernels add the bias to an accumulator counted in units of input scale
         × weight scale, so any other bias scale silently rescales the bias. The TFLite converter
         writes such files when two fake quants with different ranges follow each other: it keeps
-        the first range for the tensor but quantizes the bias for the second.
+        the first range for the tensor but quantizes the bias for the second. A bias clipped at
+        the int32 limit (a channel whose weight scale is far too small for its bias, e.g. all-zero
+        weights) is listed too.
 
-        >>> read_flatbuffer("model.tflite").bias_scale_mismatches()
+        >>> read_flatbuffer("model.tflite").misquantized_biases()
         []
         """
         problems = []
@@ -284,6 +286,12 @@ class FlatbufferModel:
                 worst = float((b / np.where(expected == 0, np.nan, expected)).flat[int(np.argmax(deviation))])
                 problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): bias scale {worst:.4g} × "
                                 "input scale × weight scale")
+            values = self.constant_values(op.inputs[2])
+            if values is not None and self.tensors[op.inputs[2]].dtype == "INT32":
+                saturated = int(np.sum(np.abs(values.astype(np.int64)) >= 2**31 - 1))
+                if saturated:
+                    problems.append(f"{op.op_type} #{op.index} ({self._output_name(op)}): {saturated} bias value(s) "
+                                    "at the int32 limit (a weight scale too small for the bias)")
         return problems
 
     def _output_name(self, op: OperatorInfo) -> str:

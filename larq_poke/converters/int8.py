@@ -32,7 +32,7 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
 
     Raises ``ValueError`` for inputs of the wrong shape or a file left with float compute ops,
     and :class:`~larq_poke.converters.conversion_report.MisquantizedBiasError` for a conv whose
-    bias scale is not input scale × weight scale.
+    bias scale is not input scale × weight scale or whose bias saturates int32.
     """
     import tensorflow as tf
 
@@ -54,11 +54,11 @@ def convert_int8(model, representative_inputs, *, max_samples: int = 64) -> byte
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         flatbuffer = converter.convert()
     info = read_flatbuffer(flatbuffer)
-    misquantized = info.bias_scale_mismatches()
+    misquantized = info.misquantized_biases()
     if misquantized:
         from larq_poke.converters.conversion_report import MisquantizedBiasError
 
-        raise MisquantizedBiasError(f"{model.name}: the converter wrote wrong bias scales: {'; '.join(misquantized)}.",
+        raise MisquantizedBiasError(f"{model.name}: the converter wrote misquantized biases: {'; '.join(misquantized)}.",
                                     flatbuffer)
     float_ops = sorted({op.op_type for op in info.operators
                         if op.op_type not in _BOUNDARY_OPS and info.op_output_dtype(op) == "FLOAT32"})

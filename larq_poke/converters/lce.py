@@ -152,7 +152,8 @@ def convert(
             for float models; tag custom quantizers with ``precision = 1``.
         QuantizationInfoError: see ``int8``.
         MisquantizedBiasError: the file has a quantized conv whose bias scale is not its input
-            scale × weight scale (two fake quants with different ranges in a row).
+            scale × weight scale (two fake quants with different ranges in a row), or whose bias
+            saturates int32.
         StrictConversionError: see ``strict``.
         RuntimeError: LCE itself failed (the converter's error lines are in the message).
     """
@@ -202,13 +203,14 @@ def convert(
     logger.info("converted in %.1f s: %s bytes", seconds, f"{len(flatbuffer):,}")
 
     info = read_flatbuffer(flatbuffer)
-    misquantized = info.bias_scale_mismatches()
+    misquantized = info.misquantized_biases()
     if misquantized:
         raise MisquantizedBiasError(
             f"LCE wrote {len(misquantized)} quantized op(s) whose bias does not match its input and weight "
-            f"scales, so the file would compute wrong outputs: {'; '.join(misquantized)}. This happens when two "
-            "fake quants with different ranges follow each other (one tensor, two grids): give the tensor "
-            "one range.", flatbuffer)
+            f"scales or saturates int32, so the file would compute wrong outputs: {'; '.join(misquantized)}. "
+            "A bias scale off by a factor comes from two fake quants with different ranges in a row (one "
+            "tensor, two grids): give the tensor one range. A saturated bias needs a wider weight range "
+            "for that channel.", flatbuffer)
     fates, unmatched = match_binary_layers(binary_layers, info)
     report = _build_report(
         original, info, fates, unmatched, target=target, int8=int8, rewrites=rewrites
