@@ -218,7 +218,15 @@ def test_int8_first_and_last_layers(trained):
                               test_H)
     random = _brute_force_accuracy(_random_unit(test1.shape[:3] + (DIM,), 12),
                                    _random_unit(test1.shape[:3] + (DIM,), 13), test_H)
-    print(f"held-out matching accuracy at 3 px: int8 TFLite {tflite:.3f}, Keras {keras:.3f}, random {random:.3f}")
-    # int8 rounding of conv1's output flips a few stem bits, and flips spread through the binary
-    # body, so the file is somewhat below the Keras model, but far above random descriptors
-    assert tflite > max(0.2, 5 * random) and tflite >= 0.7 * keras, (tflite, keras, random)
+    lite_out, keras_out = predict(to_inputs(test1[:8])), network.predict(to_inputs(test1[:8]), verbose=0)
+    error = np.abs(lite_out - keras_out).mean(axis=(0, 1, 2))
+    print(f"held-out matching accuracy at 3 px: int8 TFLite {tflite:.3f}, Keras {keras:.3f}, random {random:.3f}; "
+          f"mean |TFLite - Keras| descriptors {error[:DIM].mean():.4f}, maps {error[DIM:].mean():.4f}")
+    # The heads stay float: the output concatenation is float, and the descriptors keep their
+    # negative components. Before, the sigmoid maps' fixed range [0, 1] made the concatenation
+    # int8 on [0, 1]: every negative descriptor component became 0 (mean error 0.05) and the
+    # file's accuracy was 0.33 against Keras' 0.43.
+    concat, = [op for op in info.operators if op.op_type == "CONCATENATION"]
+    assert info.op_output_dtype(concat) == "FLOAT32" and "LOGISTIC" not in report.op_counts
+    assert lite_out[..., :DIM].min() < -0.1 and error[:DIM].mean() < 0.01
+    assert tflite > max(0.2, 5 * random) and tflite >= 0.9 * keras, (tflite, keras, random)

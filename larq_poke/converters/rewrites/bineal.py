@@ -59,7 +59,7 @@ from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
 
-__all__ = ["BinarySign", "DeployableBiNealStem", "QuantizationLevels", "Int8ConvUnit", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
+__all__ = ["BinarySign", "DeployableBiNealStem", "FloatUnitNormalization", "QuantizationLevels", "Int8ConvUnit", "UntrainedModelError", "bineal_deployable", "fold_bineal", "sign_threshold"]
 
 
 class UntrainedModelError(ValueError):
@@ -110,6 +110,66 @@ class QuantizationLevels(GraphLayer):
 
     def get_config(self):
         return {**super().get_config(), "levels": self.levels}
+
+
+@register_serializable
+class FloatUnitNormalization(GraphLayer):
+    """Keras' ``UnitNormalization`` (``x / max(‖x‖, 1e-6)``, as ``tf.math.l2_normalize``) in a
+    form the converter keeps in float in an int8 file: ``x * rsqrt(max(sum(x * x), 1e-12))``.
+
+    TFLite's ``L2_NORMALIZATION`` has a fixed output range, so after an int8 op the converter
+    runs it in int8 without being asked, and the concatenation that joins it with other
+    outputs becomes int8 too: R2D2's unit descriptors on a grid of 1/128 and its sigmoid maps
+    on one of 2/255, where the Keras heads are float. Written with ``x * x`` rather than a
+    square, the converter does not fuse it back into ``L2_NORMALIZATION``.
+    """
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = axis if isinstance(axis, int) else [int(a) for a in axis]
+
+    def call(self, inputs):
+        squared = tf.reduce_sum(inputs * inputs, axis=self.axis, keepdims=True)
+        return inputs * tf.math.rsqrt(tf.maximum(squared, 1e-12))
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+
+@register_serializable
+class FloatSigmoidConv(GraphLayer):
+    """A float ``Conv2D(..., activation="sigmoid")`` with the sigmoid written as
+    ``(1 + tanh(x / 2)) / 2``, so that an int8 file keeps what follows it in float.
+
+    TFLite's ``LOGISTIC`` has a fixed output range, [0, 1]: the converter gives that range to the
+    concatenation that joins it with other outputs, makes it int8 and quantizes them on it
+    (R2D2's unit descriptors, joined with its two sigmoid maps, lost every negative component
+    that way). ``1 / (1 + exp(−x))`` is turned back into ``LOGISTIC``; after the tanh form the
+    MUL and ADD have no fixed range, and the concatenation stays float.
+    """
+
+    def __init__(self, conv=None, **kwargs):
+        super().__init__(**kwargs)
+        if conv is None:
+            raise ValueError("FloatSigmoidConv is built by bineal_deployable(model, int8=True)")
+        self._kernel = as_numpy(conv.kernel)
+        self._bias = as_numpy(conv.bias) if conv.use_bias else np.zeros(self._kernel.shape[-1], np.float32)
+        self._strides, self._padding = tuple(conv.strides), conv.padding.upper()
+        self._dilations = tuple(conv.dilation_rate)
+
+    def call(self, inputs):
+        y = tf.nn.conv2d(inputs, self._kernel, self._strides, self._padding, dilations=self._dilations) + self._bias
+        return 0.5 * tf.tanh(0.5 * y) + 0.5
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        for axis in (1, 2):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
+        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
 
 
 # --- thresholds ---------------------------------------------------------------------------------
@@ -774,6 +834,11 @@ def _int8_model(model, calibration_inputs):
             return stem(new(node_inputs(folded, folded.get_layer(conv.name))[0]))
         if layer.name in inside:
             return args[0]
+        if (type(layer) is tf.keras.layers.Conv2D and layer.activation is tf.keras.activations.sigmoid
+                and layer.data_format == "channels_last" and layer.groups == 1):
+            return FloatSigmoidConv(layer, name=layer.name)(args[0])
+        if isinstance(layer, tf.keras.layers.UnitNormalization):
+            return FloatUnitNormalization(layer.axis, name=layer.name)(args[0])
         if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
             pending_pool[id(output)] = args[0]
             return FullMapAveragePool(flatten=True, name=layer.name)(args[0])
