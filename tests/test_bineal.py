@@ -734,3 +734,39 @@ def test_multiscale_features_for_dense_heads():
         BiNeal(0.5, include_top=False, multiscale=True, input_shape=(64, 80, 3))
     with pytest.raises(ValueError, match="include_top=False"):
         BiNeal(0.5, multiscale=True, input_shape=(64, 64, 3))
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_int8_rewrite_layers_report_the_shape_they_compute(padding):
+    """The int8 rewrite's conv layers declare the output shape TensorFlow's conv computes, for
+    SAME and VALID padding, strides and dilations (they once assumed SAME: ceil(size / stride))."""
+    from larq_poke.converters.rewrites.bineal import DeployableBiNealStem, FloatSigmoidConv, Int8ConvUnit
+    from larq_poke.quantizers import SignedActivationQuantizer, SignedWeightQuantizer
+
+    def eight_bit(kernel, strides, dilation=1):
+        conv = lq.layers.QuantConv2D(5, kernel, strides=strides, dilation_rate=dilation, padding=padding,
+                                     input_quantizer=SignedActivationQuantizer(bits=8, per_channel=False),
+                                     kernel_quantizer=SignedWeightQuantizer(bits=8))
+        conv.build((None, None, None, 3))
+        conv.input_quantizer(tf.zeros((1, 4, 4, 3)))  # makes its bounds
+        conv.input_quantizer.bounds.assign(np.full(conv.input_quantizer.bounds.shape, 2.0, np.float32))
+        return conv
+
+    bn, act = tf.keras.layers.BatchNormalization(), BiNealSign()
+    bn.build((None, None, None, 5))
+    act.build((None, None, None, 5))
+    pool = tf.keras.layers.MaxPool2D(3, 2, padding=padding)
+    sigmoid = tf.keras.layers.Conv2D(4, 5, strides=(2, 3), padding=padding, activation="sigmoid")
+    sigmoid.build((None, None, None, 3))
+    layers = [
+        DeployableBiNealStem(eight_bit(7, 2), bn, pool, act),
+        DeployableBiNealStem(eight_bit(3, 1, dilation=2), bn, None, act),
+        Int8ConvUnit(eight_bit(3, (2, 1)), bn, relu=True, output_range=(-1.0, 1.0)),
+        Int8ConvUnit(eight_bit(5, 1, dilation=(1, 2)), None, output_range=(-1.0, 1.0)),
+        FloatSigmoidConv(sigmoid),
+    ]
+    images = np.random.RandomState(0).uniform(-1, 1, (2, 23, 18, 3)).astype(np.float32)
+    for layer in layers:
+        computed = tuple(layer(images).shape)
+        assert tuple(layer.compute_output_shape(images.shape)) == computed, (layer.name, padding)
+        assert layer.compute_output_shape((None, None, None, 3)).as_list() == [None, None, None, computed[-1]]

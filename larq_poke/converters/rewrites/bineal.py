@@ -165,11 +165,8 @@ class FloatSigmoidConv(GraphLayer):
         return 0.5 * tf.tanh(0.5 * y) + 0.5
 
     def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
-        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+        return _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding, self._dilations,
+                                  self._kernel.shape[-1])
 
 
 # --- thresholds ---------------------------------------------------------------------------------
@@ -505,6 +502,15 @@ def _output_length(length, kernel: int, stride: int, padding: str, dilation: int
     return -(-(length - (kernel - 1) * dilation) // stride)
 
 
+def _conv_output_shape(input_shape, window, strides, padding: str, dilations=(1, 1), filters=None) -> tf.TensorShape:
+    """The NHWC output shape of a 2-D conv with ``filters`` outputs, or of a pool (``filters``
+    None keeps the channels), over a ``window`` (height, width) with Keras' padding rules."""
+    shape = tf.TensorShape(input_shape).as_list()
+    for i in (0, 1):
+        shape[i + 1] = _output_length(shape[i + 1], window[i], strides[i], padding, dilations[i])
+    return tf.TensorShape(shape[:-1] + [shape[-1] if filters is None else int(filters)])
+
+
 @register_serializable
 class DeployableBiNealStem(GraphLayer):
     """BiNeal's 8-bit stem for int8 TFLite: the input fake-quantized with its learned bound (per
@@ -567,15 +573,9 @@ class DeployableBiNealStem(GraphLayer):
         return tf.nn.max_pool2d(self.pre_pool(inputs), size, strides, padding)
 
     def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        for axis in (1, 2):
-            i = axis - 1
-            shape[axis] = _output_length(shape[axis], self._kernel.shape[i], self._strides[i], self._padding,
-                                         self._dilations[i])
-            if self._pool is not None:
-                size, strides, padding = self._pool
-                shape[axis] = _output_length(shape[axis], size[i], strides[i], padding)
-        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+        shape = _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding,
+                                   self._dilations, self._kernel.shape[-1])
+        return shape if self._pool is None else _conv_output_shape(shape, *self._pool)
 
 
 def _is_int8_conv_on_signs(model, layer, signs) -> bool:
@@ -639,11 +639,8 @@ class Int8ConvUnit(GraphLayer):
         return fake_quant(self.float_call(inputs), *self._output_range)
 
     def compute_output_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape).as_list()
-        for axis in (1, 2):
-            if shape[axis] is not None:
-                shape[axis] = -(-shape[axis] // self._strides[axis - 1])
-        return tf.TensorShape(shape[:-1] + [self._kernel.shape[-1]])
+        return _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding, self._dilations,
+                                  self._kernel.shape[-1])
 
 
 def _unit_input_range(conv) -> "tuple[float, float]":
