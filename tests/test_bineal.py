@@ -300,7 +300,13 @@ def test_fold_refuses_non_monotonic_terms_and_nan():
     with pytest.raises(ValueError, match="stage3.block2.act1.*monotonic"):
         fold_bineal(model)
     act.slope.assign(np.ones(act.slope.shape, np.float32))
-    model.get_layer("stage1.block1.bn2").beta.assign(np.full(32, np.nan, np.float32))
+    bn = model.get_layer("stage1.block1.bn2")
+    variance = bn.moving_variance.numpy()
+    bn.moving_variance.assign(np.where(np.arange(32) == 5, -1.0, variance).astype(np.float32))
+    with pytest.raises(ValueError, match=r"stage1.block1.bn2: moving variance \+ epsilon is not positive in channels \[5\]"):
+        fold_bineal(model)
+    bn.moving_variance.assign(variance)
+    bn.beta.assign(np.full(32, np.nan, np.float32))
     with pytest.raises(ValueError, match="NaN"):
         fold_bineal(model)
 
@@ -335,6 +341,7 @@ def _hand_built_block(conv1_kwargs=(), skip_reads_act1=False, extra_reader=None,
     ({"conv1_kwargs": {"use_bias": True}}, "b.conv1 has a bias"),
     ({"conv1_kwargs": {"pad_values": 0.0}}, "b.conv1 has pad_values=0.0"),
     ({"conv1_kwargs": {"input_quantizer": None}}, "b.conv1 has input quantizer NoneType"),
+    ({"conv1_kwargs": {"kernel_quantizer": "ste_sign"}}, "b.conv1 has kernel quantizer SteSign"),
     ({"skip_reads_act1": True}, "b.skip must read the block input, as b.conv1 does"),
     ({"extra_reader": "b.bn1"}, "b.bn1's output is read by \\['b.act1', 'extra'\\]"),
 ])

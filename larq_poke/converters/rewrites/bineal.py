@@ -260,6 +260,9 @@ def _check_block(model, b, users) -> None:
         problems = []
         if conv.use_bias:
             problems.append("a bias")
+        if not isinstance(conv.kernel_quantizer, BiNealWeight):
+            problems.append(f"kernel quantizer {type(conv.kernel_quantizer).__name__} (the fold needs "
+                            "BiNealWeight's λ · sign(α ⊙ w))")
         if not isinstance(conv.input_quantizer, _SIGNS):
             problems.append(f"input quantizer {type(conv.input_quantizer).__name__} (the fold needs ±1 inputs: "
                             "ste_sign)")
@@ -302,6 +305,14 @@ def _check_finite(model) -> None:
     for weight in model.weights:
         if not np.all(np.isfinite(as_numpy(weight))):
             raise ValueError(f"weight {weight.name} holds NaN or infinite values; nothing to fold.")
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            variance = as_numpy(layer.moving_variance)
+            bad = np.flatnonzero(variance + layer.epsilon <= 0)
+            if bad.size:
+                raise ValueError(f"{layer.name}: moving variance + epsilon is not positive in channels "
+                                 f"{bad[:8].tolist()} (e.g. {float(variance[bad[0]]):g}); its scale would be NaN "
+                                 "or infinite and so would the folded thresholds.")
 
 
 # --- the fold -----------------------------------------------------------------------------------
@@ -353,9 +364,9 @@ def fold_bineal(model, *, allow_untrained: bool = False):
         UntrainedModelError: some batch norms hold their initial statistics (always an error), or
             all of them do and ``allow_untrained`` is False.
         ValueError: a BiNealSign's slope is not positive (the terms are not monotonic), a weight is
-            not finite, the model is not a functional model with BiNealSign layers, or a block is
+            not finite, a batch norm's moving variance + epsilon is not positive, the model is not a functional model with BiNealSign layers, or a block is
             not built and wired as :func:`~larq_poke.layers.bineal.bineal_block` makes it (a conv
-            with a bias, zero padding or real-valued input; a layer outside the block reading
+            with a bias, zero padding, real-valued input or another kernel quantizer; a layer outside the block reading
             inside it).
     """
     if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
