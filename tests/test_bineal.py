@@ -431,16 +431,25 @@ def test_costs_count_folded_terms_as_parameters_only():
 
 # --- the zoo ------------------------------------------------------------------------------------
 def test_zoo_names_and_published_numbers():
+    from larq_poke.zoo import list_models
+
+    assert [name for name in list_models() if name.startswith("bineal")] == ["bineal-1.0x", "bineal-1.5x", "bineal-2.0x"]
+    # ResNet-18's 512 channels times m
     assert build("bineal-1.5x", include_top=False).output_shape == (None, None, None, 768)
+    assert build("bineal-2.0x", include_top=False, input_shape=(64, 64, 3)).output_shape == (None, 2, 2, 1024)
     import larq_poke.zoo.bineal as module
 
-    assert "65.0 %" in module.__doc__ and "69.7 %" in module.__doc__
+    rows = {line.split("|")[1].strip(): line for line in module.__doc__.splitlines() if line.startswith("| BiNeal-")}
+    assert "65.0 %" in rows["BiNeal-1.0x"] and "third-party" in rows["BiNeal-1.0x"]
+    assert "69.7 %" in rows["BiNeal-1.5x"] and "same registry" in rows["BiNeal-1.5x"]
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"width_multiplier": 0.75}, "multiple of 32"),
+        ({"width_multiplier": 1.25}, "multiple of 32"),
+        ({"width_multiplier": 0.1}, "multiple of 32"),
         ({"width_multiplier": -1}, "positive"),
         ({"include_top": False, "num_classes": 10}, "include_top=False"),
         ({"width_multiplier": True}, "positive finite number"),
