@@ -309,3 +309,22 @@ def test_numpy_bits_give_a_json_report():
 
     report = estimate_cycles(_dense_model(), TINY, as_bits=np.int64(8))
     assert json.loads(report.to_json())["as_bits"] == 8 and report.layers[0].cycles == 6873
+
+
+@pytest.mark.parametrize("family", ["pokebnn", "bnext"])
+def test_pokebnn_and_bnext_binary_convs_run_1_bit_and_write_float(family):
+    """The cycle model on the two other families: every binary conv (48 in PokeBNN, 17 in this
+    BNext, as the LCE census counts them) runs 1-bit operands and writes its output at the
+    float precision: none of them feeds a binary conv directly (LCE writes none bit-packed),
+    their outputs meet float residual work first. BiNeal's first convs write 1 bit instead."""
+    from larq_poke.zoo import BNext, PokeBNN
+
+    if family == "pokebnn":
+        model, expected = PokeBNN(0.5, input_shape=(64, 64, 3)), 48
+    else:
+        model, expected = BNext([16, 32, 64, 64, 128, 128, 128, 128], input_shape=(64, 64, 3)), 17
+    rows = estimate_cycles(model, TINY).layers
+    binary = [row for row in rows if (row.w_bits, row.a_bits) == (1, 1)]
+    assert len(binary) == expected
+    assert {row.out_bits for row in binary} == {16}
+    assert all(row.w_bits > 1 or row.a_bits > 1 for row in rows if row not in binary)
