@@ -105,7 +105,7 @@ def main() -> None:
 
     from larq_poke.bench import benchmark
     from larq_poke.converters import convert
-    from larq_poke.converters.flatbuffer import full_resolution_elementwise_ops, read_flatbuffer
+    from larq_poke.converters.flatbuffer import read_flatbuffer
     from larq_poke.cost import profile
     from larq_poke.cycles import estimate_cycles
     from larq_poke.layers.bineal import bineal_block_names
@@ -117,11 +117,10 @@ def main() -> None:
     resnet, resnet_flatbuffer = common.resnet18_int8(size)
     blocks = len(bineal_block_names(bineal))
 
-    paths, costs, reports, infos = {}, {}, {}, {}
+    paths, costs, reports = {}, {}, {}
     for key, model, int8 in (("quicknet", quicknet, False), ("bineal", bineal, False), ("bineal_int8", bineal, True)):
         result = convert(model, int8=int8, sample_inputs=common.images(4, size, seed=11))
         reports[key] = result.report
-        infos[key] = result.model_info
         paths[key] = result.save(os.path.join(folder, f"{key}.tflite"))
     paths["resnet18_int8"] = os.path.join(folder, "resnet18_int8.tflite")
     with open(paths["resnet18_int8"], "wb") as f:
@@ -281,8 +280,8 @@ def main() -> None:
                   f"{others['pokebnn-1.0x'] / cycles:.2f}, BNext-T / BiNeal {others['bnext-t'] / cycles:.2f}")
     report = reports["bineal_int8"]
     fused = sum(1 for fate in report.binary_layers if fate.fused)
-    # float elementwise ops on the body's maps (the head's and the stem's are not the blocks')
-    ops_per_block = full_resolution_elementwise_ops(infos["bineal_int8"], dtype="FLOAT32")["total"] / blocks
+    with open(paths["bineal_int8"], "rb") as f:  # the stem's float ops are not the blocks'
+        ops_per_block = common.float_elementwise_ops(f.read()) / blocks
     print(f"bineal: bconv={fused}/{len(report.binary_layers)} bitpacked={report.bitpacked_outputs}/"
           f"{len(report.bconvs)} ops_per_block={ops_per_block:.2f} overhead={overhead:.2f} "
           f"int8_resnet18_ratio={resnet_ratio:.2f}")

@@ -160,6 +160,22 @@ def stem_prefix(flatbuffer: bytes) -> bytes:
     return truncate(flatbuffer, names.index("LceBconv2d"))
 
 
+def float_elementwise_ops(flatbuffer: bytes) -> int:
+    """Float elementwise ops (``ELEMENTWISE_OPS`` with a FLOAT32 output, not counting the
+    ``QUANTIZE`` / ``DEQUANTIZE`` conversions, e.g. of the logits) after the stem, i.e. from the
+    first ``LceQuantize`` on: the float glue of the binary body and head, at any map size
+    (BiNeal's last stage runs on 1×1 maps at 32×32)."""
+    from larq_poke.converters.flatbuffer import ELEMENTWISE_OPS, read_flatbuffer
+
+    info = read_flatbuffer(flatbuffer)
+    names = [op.op_type for op in info.operators]
+    if "LceQuantize" not in names:
+        raise ValueError("the file has no LceQuantize")
+    return sum(1 for op in info.operators[names.index("LceQuantize"):]
+               if op.op_type in ELEMENTWISE_OPS - {"QUANTIZE", "DEQUANTIZE"}
+               and info.op_output_dtype(op) == "FLOAT32")
+
+
 def bineal_stem_signs(model, flatbuffer: bytes, x: np.ndarray):
     """BiNeal's stem before its sign, on ``x``: ``(training, converted)``, the training form's
     stem batch-norm output minus its sign layer's threshold and the converted file's first

@@ -527,6 +527,7 @@ def test_int8_stem_and_classifier(converted, benchmark_common):
     # The stem conv and the classifier (a 1x1 conv) are int8; the body's only float op is ADD.
     assert int8_ops.get("CONV_2D") == 2, int8_ops
     assert report.float_compute_ops == {"ADD": 8}, report.float_compute_ops
+    assert benchmark_common.float_elementwise_ops(result.flatbuffer) == 8  # one per block, 1×1 maps too
 
 
 def test_int8_stem_signs_with_zero_and_negative_gains(benchmark_common):

@@ -572,17 +572,14 @@ def _bconv_info(
     )
 
 
-def full_resolution_elementwise_ops(info, dtype: Optional[str] = None) -> dict:
+def full_resolution_elementwise_ops(info) -> dict:
     """Census of the elementwise ops on full-resolution tensors of the binary part of a
     converted model (a :class:`~larq_poke.converters.flatbuffer.FlatbufferModel`): ops of
     :data:`~larq_poke.converters.flatbuffer.ELEMENTWISE_OPS` after the first ``LceQuantize``
     whose output is a 4-D map larger than 1×1 (the SE's 1×1 arithmetic is not counted; neither
-    are the stem's ops before the first binary conv). ``dtype`` (e.g. ``"FLOAT32"``) counts
-    only ops whose output has that type.
+    are the stem's ops before the first binary conv).
 
-    Returns ``{"counts": {op: n}, "total": n, "binary_convs": n, "per_binary_conv": x}``::
-
-        float_glue = full_resolution_elementwise_ops(result.model_info, dtype="FLOAT32")["total"]
+    Returns ``{"counts": {op: n}, "total": n, "binary_convs": n, "per_binary_conv": x}``.
     """
     quantize = [op.index for op in info.operators if op.op_type == "LceQuantize"]
     start = min(quantize) if quantize else len(info.operators)
@@ -590,8 +587,7 @@ def full_resolution_elementwise_ops(info, dtype: Optional[str] = None) -> dict:
     for op in info.operators[start:]:
         shape = info.op_output_shape(op)
         if op.op_type in ELEMENTWISE_OPS and len(shape) == 4 and shape[1] * shape[2] > 1:
-            if dtype is None or info.op_output_dtype(op) == dtype:
-                counts[op.op_type] += 1
+            counts[op.op_type] += 1
     total = sum(counts.values())
     bconvs = len(info.bconvs)
     return {
