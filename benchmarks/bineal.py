@@ -40,7 +40,8 @@ ResNet-18's (BiNeal's branch outputs then at 8 bits too). Figures:
   line);
 * ``int8_resnet18_ratio`` = ResNet-18 int8 latency / BiNeal int8 latency (the paper claims ≥ 1.3×
   on a Snapdragon 845 with its Bolt engine; x86 reference kernels are no guide to ARM);
-* ``ops_per_block``: float compute ops left per block in the int8 BiNeal file.
+* ``ops_per_block``: float elementwise ops after the stem (body and head, not counting the
+  ``QUANTIZE`` / ``DEQUANTIZE`` conversions) per block in the int8 BiNeal file.
 
 Also printed: how many of the int8 file's stem signs and last-block signs (the ±1 map the pool
 reads) differ from the training form's on 4 held-out images; and a what-if, ``bineal_int8_adds``:

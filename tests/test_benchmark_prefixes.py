@@ -67,7 +67,7 @@ def test_bineal_int8_adds_makes_lce_write_int8_branches_and_add_in_int8(benchmar
     assert [b.output for b in info.bconvs] == ["bitpacked", "int8", "int8"] * 8
     adds = [op for op in info.operators if op.op_type == "ADD"]
     assert len(adds) == 8 and {info.op_output_dtype(op) for op in adds} == {"INT8"}
-    assert benchmark_common.float_elementwise_ops(flatbuffer) == 0  # benchmarks/bineal.py's ops per block
+    assert benchmark_common.float_elementwise_ops(flatbuffer) == 0  # no float glue left after the stem
     # and it computes its Keras form (fake quant rounds as the int8 kernels do)
     x = benchmark_common.images(4, 32, seed=4)
     np.testing.assert_allclose(benchmark_common.tflite_predict(flatbuffer, x), variant.predict(x, verbose=0), atol=1e-4)

@@ -305,6 +305,10 @@ def test_fold_refuses_non_monotonic_terms_and_nan():
     bn.moving_variance.assign(np.where(np.arange(32) == 5, -1.0, variance).astype(np.float32))
     with pytest.raises(ValueError, match=r"stage1.block1.bn2: moving variance \+ epsilon is not positive in channels \[5\]"):
         fold_bineal(model)
+    # a variance of 0 is legitimate (a channel that never varied): epsilon keeps its scale finite
+    bn.moving_variance.assign(np.where(np.arange(32) == 5, 0.0, variance).astype(np.float32))
+    x = _images(2, seed=5)
+    np.testing.assert_allclose(fold_bineal(model)(x), model(x, training=False), atol=1e-4)
     bn.moving_variance.assign(variance)
     bn.beta.assign(np.full(32, np.nan, np.float32))
     with pytest.raises(ValueError, match="NaN"):
@@ -772,7 +776,7 @@ def test_int8_rewrite_layers_report_the_shape_they_compute(padding):
     bn, act = tf.keras.layers.BatchNormalization(), BiNealSign()
     bn.build((None, None, None, 5))
     act.build((None, None, None, 5))
-    pool = tf.keras.layers.MaxPool2D(3, 2, padding=padding)
+    pool = tf.keras.layers.MaxPool2D(3, 2, padding="valid" if padding == "same" else "same")  # its own padding
     sigmoid = tf.keras.layers.Conv2D(4, 5, strides=(2, 3), padding=padding, activation="sigmoid")
     sigmoid.build((None, None, None, 3))
     layers = [

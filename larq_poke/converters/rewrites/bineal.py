@@ -306,8 +306,8 @@ def _check_finite(model) -> None:
         if not np.all(np.isfinite(as_numpy(weight))):
             raise ValueError(f"weight {weight.name} holds NaN or infinite values; nothing to fold.")
     for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            variance = as_numpy(layer.moving_variance)
+        if hasattr(layer, "moving_variance") and hasattr(layer, "epsilon"):  # every batch norm flavour
+            variance = as_numpy(layer.moving_variance).ravel()
             bad = np.flatnonzero(variance + layer.epsilon <= 0)
             if bad.size:
                 raise ValueError(f"{layer.name}: moving variance + epsilon is not positive in channels "
