@@ -38,7 +38,9 @@ import tensorflow as tf
 
 from larq_poke.serialization import register_serializable
 
-from larq_poke.no_autograph import skip_autograph
+from larq_poke.no_autograph import keep_autograph_out_of_tf_keras, skip_autograph
+
+keep_autograph_out_of_tf_keras()
 
 __all__ = [
     "EPS",

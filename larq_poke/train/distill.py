@@ -28,7 +28,10 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from larq_poke.no_autograph import keep_autograph_out_of_tf_keras
 from larq_poke.train.losses import coupled_l2, diversified_kd_loss, soft_target_cross_entropy
+
+keep_autograph_out_of_tf_keras()  # a plain Keras teacher or student loads no larq-poke quantizer
 
 __all__ = ["Distiller", "check_teachers"]
 
