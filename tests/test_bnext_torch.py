@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import golden_path
+from test_bnext_golden import SMALL_STAGES
 
 from larq_poke.zoo.bnext import checkpoint_stages, load_bnext_torch
 from larq_poke.zoo.bnext import official_state as read_bnext_state_dict
 from larq_poke.zoo.bnext import STAGES, BNext
 
-SMALL_STAGES = [16, 32, 64, 64, 128, 128, 128, 128]
 _NOT_WEIGHTS = ("input", "output", "output_fp64", "feature_out/", "feature_mean/")
 
 

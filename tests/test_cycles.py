@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from larq_poke.cycles import SystolicArray, estimate_cycles
+from test_bnext_golden import SMALL_STAGES
 from larq_poke.zoo.references import ResNet18
 from larq_poke.zoo.resolve import load_model
 
@@ -322,7 +323,7 @@ def test_pokebnn_and_bnext_binary_convs_run_1_bit_and_write_float(family):
     if family == "pokebnn":
         model, expected = PokeBNN(0.5, input_shape=(64, 64, 3)), 48
     else:
-        model, expected = BNext([16, 32, 64, 64, 128, 128, 128, 128], input_shape=(64, 64, 3)), 17
+        model, expected = BNext(SMALL_STAGES, input_shape=(64, 64, 3)), 17
     rows = estimate_cycles(model, TINY).layers
     binary = [row for row in rows if (row.w_bits, row.a_bits) == (1, 1)]
     assert len(binary) == expected

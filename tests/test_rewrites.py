@@ -151,3 +151,23 @@ def test_zero_padded_binary_convs_on_maps_smaller_than_the_kernel_convert_exactl
     assert result.report.op_counts["LceBconv2d"] == 3
     (tmp_path / "m.tflite").write_bytes(result.flatbuffer)
     np.testing.assert_allclose(TFLiteClassifier(str(tmp_path / "m.tflite"))(x), model.predict(x, verbose=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_the_shared_batch_norm_fold_refuses_a_variance_without_a_finite_scale(bad):
+    # bn_affine serves the PokeBNN, BNext and BiNeal rewrites alike.
+    from larq_poke.converters.rewrites.common import bn_affine
+
+    bn = tf.keras.layers.BatchNormalization(epsilon=1e-3, name="bn7")
+    bn.build((None, 3))
+    rng = np.random.default_rng(0)
+    for weight in (bn.gamma, bn.beta, bn.moving_mean):
+        weight.assign(rng.normal(size=3).astype(np.float32))
+    bn.moving_variance.assign(np.array([0.5, bad, 2.0], np.float32))
+    with pytest.raises(ValueError, match=r"bn7: moving variance \+ epsilon is not positive in channels \[1\]"):
+        bn_affine(bn)
+    # a variance of exactly 0 is fine: Keras' own inference output, from the folded scale and shift
+    bn.moving_variance.assign(np.array([0.5, 0.0, 2.0], np.float32))
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    scale, shift = bn_affine(bn)
+    np.testing.assert_allclose(x * scale + shift, bn(x, training=False).numpy(), rtol=1e-5, atol=1e-5)

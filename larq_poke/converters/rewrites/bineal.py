@@ -46,6 +46,7 @@ from larq_poke.converters.rewrites.common import (
     as_numpy,
     binary_conv,
     bn_affine,
+    check_bn_variance,
     calibration_images,
     fake_quant,
     fake_quant_weights,
@@ -54,7 +55,14 @@ from larq_poke.converters.rewrites.common import (
     shifted_batch_norm,
     weight_bounds,
 )
-from larq_poke.keras_graph import consumers, node_inputs, node_output, producers, rebuild_functional
+from larq_poke.keras_graph import (
+    consumers,
+    node_inputs,
+    node_output,
+    producers,
+    rebuild_functional,
+    same_output_size,
+)
 from larq_poke.layers.base import GraphLayer
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names, bineal_block_parts
 from larq_poke.serialization import register_serializable
@@ -165,8 +173,7 @@ class FloatSigmoidConv(GraphLayer):
         return 0.5 * tf.tanh(0.5 * y) + 0.5
 
     def compute_output_shape(self, input_shape):
-        return _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding, self._dilations,
-                                  self._kernel.shape[-1])
+        return _layer_conv_output_shape(self, input_shape)
 
 
 # --- thresholds ---------------------------------------------------------------------------------
@@ -307,12 +314,7 @@ def _check_finite(model) -> None:
             raise ValueError(f"weight {weight.name} holds NaN or infinite values; nothing to fold.")
     for layer in model.layers:
         if hasattr(layer, "moving_variance") and hasattr(layer, "epsilon"):  # every batch norm flavour
-            variance = as_numpy(layer.moving_variance).ravel()
-            bad = np.flatnonzero(variance + layer.epsilon <= 0)
-            if bad.size:
-                raise ValueError(f"{layer.name}: moving variance + epsilon is not positive in channels "
-                                 f"{bad[:8].tolist()} (e.g. {float(variance[bad[0]]):g}); its scale would be NaN "
-                                 "or infinite and so would the folded thresholds.")
+            check_bn_variance(layer)
 
 
 # --- the fold -----------------------------------------------------------------------------------
@@ -363,11 +365,12 @@ def fold_bineal(model, *, allow_untrained: bool = False):
     # Raises
         UntrainedModelError: some batch norms hold their initial statistics (always an error), or
             all of them do and ``allow_untrained`` is False.
-        ValueError: a BiNealSign's slope is not positive (the terms are not monotonic), a weight is
-            not finite, a batch norm's moving variance + epsilon is not positive, the model is not a functional model with BiNealSign layers, or a block is
-            not built and wired as :func:`~larq_poke.layers.bineal.bineal_block` makes it (a conv
-            with a bias, zero padding, real-valued input or another kernel quantizer; a layer outside the block reading
-            inside it).
+        ValueError: a BiNealSign's slope is not positive (the terms are not monotonic), a weight
+            is not finite, a batch norm's moving variance + epsilon is not positive, the model is
+            not a functional model with BiNealSign layers, or a block is not built and wired as
+            :func:`~larq_poke.layers.bineal.bineal_block` makes it (a conv with a bias, zero
+            padding, real-valued input or another kernel quantizer; a layer outside the block
+            reading inside it).
     """
     if not isinstance(model, tf.keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ValueError("fold_bineal needs a functional Keras model")
@@ -509,8 +512,8 @@ def _output_length(length, kernel: int, stride: int, padding: str, dilation: int
     if length is None:
         return None
     if padding.upper() == "SAME":
-        return -(-length // stride)
-    return -(-(length - (kernel - 1) * dilation) // stride)
+        return same_output_size(length, stride)
+    return same_output_size(length - (kernel - 1) * dilation, stride)  # VALID: ceil of what fits
 
 
 def _conv_output_shape(input_shape, window, strides, padding: str, dilations=(1, 1), filters=None) -> tf.TensorShape:
@@ -520,6 +523,13 @@ def _conv_output_shape(input_shape, window, strides, padding: str, dilations=(1,
     for i in (0, 1):
         shape[i + 1] = _output_length(shape[i + 1], window[i], strides[i], padding, dilations[i])
     return tf.TensorShape(shape[:-1] + [shape[-1] if filters is None else int(filters)])
+
+
+def _layer_conv_output_shape(layer, input_shape) -> tf.TensorShape:
+    """The output shape of a rewrite layer's own conv: its ``_kernel``, ``_strides``,
+    ``_padding`` and ``_dilations``."""
+    return _conv_output_shape(input_shape, layer._kernel.shape[:2], layer._strides, layer._padding,
+                              layer._dilations, layer._kernel.shape[-1])
 
 
 @register_serializable
@@ -584,8 +594,7 @@ class DeployableBiNealStem(GraphLayer):
         return tf.nn.max_pool2d(self.pre_pool(inputs), size, strides, padding)
 
     def compute_output_shape(self, input_shape):
-        shape = _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding,
-                                   self._dilations, self._kernel.shape[-1])
+        shape = _layer_conv_output_shape(self, input_shape)
         return shape if self._pool is None else _conv_output_shape(shape, *self._pool)
 
 
@@ -650,8 +659,7 @@ class Int8ConvUnit(GraphLayer):
         return fake_quant(self.float_call(inputs), *self._output_range)
 
     def compute_output_shape(self, input_shape):
-        return _conv_output_shape(input_shape, self._kernel.shape[:2], self._strides, self._padding, self._dilations,
-                                  self._kernel.shape[-1])
+        return _layer_conv_output_shape(self, input_shape)
 
 
 def _unit_input_range(conv) -> "tuple[float, float]":

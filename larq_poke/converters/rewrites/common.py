@@ -25,6 +25,7 @@ __all__ = [
     "ConvSpec",
     "as_numpy",
     "bn_affine",
+    "check_bn_variance",
     "binary_conv",
     "channel_prelu",
     "fake_quant",
@@ -44,8 +45,23 @@ def as_numpy(variable) -> np.ndarray:
     return np.asarray(variable.numpy() if hasattr(variable, "numpy") else variable, np.float32)
 
 
+def check_bn_variance(bn) -> None:
+    """Raise ``ValueError`` naming ``bn`` and the channels where moving variance + epsilon is not
+    a positive number: the batch norm's inference scale would be NaN or infinite there, and so
+    would every constant a rewrite folds from it. A variance of 0 passes (epsilon keeps it finite).
+    """
+    variance = as_numpy(bn.moving_variance).ravel()
+    bad = np.flatnonzero(~(variance + np.float32(bn.epsilon) > 0))
+    if bad.size:
+        raise ValueError(f"{bn.name}: moving variance + epsilon is not positive in channels "
+                         f"{bad[:8].tolist()} (e.g. {float(variance[bad[0]]):g}); its scale would be NaN "
+                         "or infinite and so would everything folded from it.")
+
+
 def bn_affine(bn) -> "tuple[np.ndarray, np.ndarray]":
-    """Inference BN as ``x * scale + shift`` (Keras' own formula)."""
+    """Inference BN as ``x * scale + shift`` (Keras' own formula); see :func:`check_bn_variance`
+    for the batch norms it refuses."""
+    check_bn_variance(bn)
     gamma = as_numpy(bn.gamma) if bn.scale else 1.0
     beta = as_numpy(bn.beta) if bn.center else 0.0
     inv = (1.0 / np.sqrt(as_numpy(bn.moving_variance) + np.float32(bn.epsilon))).astype(np.float32)
