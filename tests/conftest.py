@@ -112,13 +112,22 @@ def benchmark_common():
     return module
 
 
-# The longest files start first (longest-first scheduling), so that the two pytest-xdist workers end
-# together instead of one of them running a nine-minute file alone at the end. The test command's
-# ``--dist loadfile --no-loadscope-reorder`` hands whole files out in this collection order (without
-# ``--no-loadscope-reorder``, pytest-xdist orders files by their number of tests instead).
+# How the two pytest-xdist workers share the files (the test command runs ``-n 2 --dist loadfile
+# --no-loadscope-reorder``):
+#
+# * Files that share the session fixture ``zoo_cost`` (full-size models profiled at 224x224, about
+#   half a minute each) form one work unit, so that each model is built and profiled once per run,
+#   not once per worker that happens to get one of them.
+# * The longest units start first (longest-first scheduling), so that the workers end together
+#   instead of one of them running a nine-minute file alone at the end. Units go out in collection
+#   order (without ``--no-loadscope-reorder``, pytest-xdist orders them by number of tests).
+SHARED_UNITS = {name: "zoo_cost" for name in ("test_cards_plots.py", "test_cost.py", "test_bnext_cost.py")}
 LONGEST_FIRST = (
     "test_mnist_end_to_end.py",
     "test_docs_examples.py",
+    "test_cards_plots.py",
+    "test_cost.py",
+    "test_bnext_cost.py",
     "test_bineal_detection.py",
     "test_train_run.py",
     "test_bineal_tasks.py",
@@ -132,3 +141,16 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the other files keep their order
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: plain pytest runs without it
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files of :data:`SHARED_UNITS` in one work unit each."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return SHARED_UNITS.get(path.rsplit("/", 1)[-1], path)
+
+    return SharedFixtureScheduling(config, log)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from larq_poke.converters import convert
 from larq_poke.data.shapes import SHAPE_CLASSES, generate_shapes
+from larq_poke.train.distill import build_optimizer
 from larq_poke.zoo.bineal_tasks import BiNealFCN
 
 SIZE = 64
@@ -55,6 +56,7 @@ def trained_fcn():
     model = BiNealFCN(CLASSES, 0.5, input_shape=(SIZE, SIZE, 3))
     assert model.output_shape == (None, SIZE, SIZE, CLASSES)
     model.compile(tf.keras.optimizers.Adam(2e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    build_optimizer(model)  # one trace of the step
     model.fit(_norm(images), masks, batch_size=32, epochs=6, verbose=0)
     return model
 

@@ -35,8 +35,15 @@ def test_pokebnn_ace_matches_official(width, zoo_cost):
         assert totals["ace"] - dense == 4_091_469_824
 
 
-def test_pokebnn_golden_configuration_ace():
-    report = profile(PokeBNN(0.5, input_shape=(64, 64, 3)))
+@pytest.fixture(scope="module")
+def small_pokebnn():
+    """PokeBNN-0.5x at 64x64 (the golden-vector configuration) and its cost profile, built once."""
+    model = PokeBNN(0.5, input_shape=(64, 64, 3))
+    return model, profile(model)
+
+
+def test_pokebnn_golden_configuration_ace(small_pokebnn):
+    _, report = small_pokebnn
     dense = sum(r.ace for r in report.layers if r.name == "dense")
     assert (report.totals["ace"] - dense, dense) == (123_066_368, 65_536_000)
 
@@ -115,16 +122,18 @@ def test_float_bits_parameter():
 
 
 def test_unknown_input_size_needs_input_shape():
-    model = PokeBNN(0.5, include_top=False)
+    inputs = tf.keras.Input((None, None, 3))
+    x = lq.layers.QuantConv2D(8, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x))
     with pytest.raises(ValueError, match="input_shape"):
         profile(model)
-    report = profile(model, input_shape=(64, 64, 3))
-    assert report.input_shape == (64, 64, 3)
+    report = profile(model, input_shape=(10, 10, 3))
+    assert report.input_shape == (10, 10, 3)
+    assert report.totals["bops"] == 8 * 8 * 8 * 3 * 3 * 3  # an 8x8 output map, 3x3x3 binary MACs per value
 
 
-def test_report_dict_and_json_shape():
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
-    report = profile(model)
+def test_report_dict_and_json_shape(small_pokebnn):
+    model, report = small_pokebnn
     d = json.loads(report.to_json())
     assert set(d["totals"]) >= {"ace", "bops", "flops", "ops", "params", "packed_size_bytes",
                                 "binarization_degree", "binarization_degree_8bit"}
@@ -134,8 +143,8 @@ def test_report_dict_and_json_shape():
     assert sum(r["params"] for r in d["layers"]) == model.count_params()
 
 
-def test_zoo_summary_prints_cost_table():
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
+def test_zoo_summary_prints_cost_table(small_pokebnn):
+    model, _ = small_pokebnn
     lines = []
     model.summary(print_fn=lines.append)
     text = "\n".join(lines)

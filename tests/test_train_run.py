@@ -64,6 +64,14 @@ def _weights(path):
     return arrays
 
 
+def _graph_events(logs):
+    """How many TensorBoard events under ``logs`` carry a graph."""
+    found = 0
+    for path in logs.rglob("events.out.tfevents.*"):
+        found += sum(bool(event.graph_def) for event in tf.compat.v1.train.summary_iterator(str(path)))
+    return found
+
+
 def test_sigkill_and_resume_ends_with_the_uninterrupted_weights(folder, models, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     whole = subprocess.run(_command(folder, models, tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=600)
@@ -184,9 +192,11 @@ def test_bf16_training_saves_and_converts_a_float32_model(folder, models, tmp_pa
     and writes the float32 model: its Keras and TFLite scores are those of the same weights."""
     out = tmp_path / "bf16"
     config = TrainConfig(recipe="plain", model=models[0], dataset=str(folder), output=str(out), image_size=16,
-                         epochs=3, batch_size=4, lr=1e-2, precision="bf16", deterministic=True)
+                         epochs=3, batch_size=4, lr=1e-2, precision="bf16", deterministic=True,
+                         tensorboard_graph=True)
     metrics = train(config)
     assert metrics["steps"] == 18
+    assert _graph_events(out / "logs") == 1  # asked for: the training step's graph
     saved = tf.keras.models.load_model(out / "model.keras", compile=False)
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored after building
@@ -219,6 +229,7 @@ def test_bineal_recipe_trains_calibrates_and_deploys_bitpacked(folder, tmp_path)
                          epochs=2, batch_size=4, deterministic=True)
     metrics = train(config)
     assert metrics["steps"] == 12
+    assert (out / "logs").is_dir() and _graph_events(out / "logs") == 0  # scalars only, by default
     saved = tf.keras.models.load_model(out / "model.keras", compile=False)
     for name in ("stem.conv", "classifier"):
         assert np.all(saved.get_layer(name).input_quantizer.bounds.numpy() > 0), name

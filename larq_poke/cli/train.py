@@ -54,6 +54,8 @@ def add_subcommand(subparsers) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deterministic", action="store_true")
+    parser.add_argument("--tensorboard-graph", action="store_true",
+                        help="also write the training step's graph to OUTPUT/logs (TensorBoard's Graphs tab)")
     parser.add_argument("--json", action="store_true", help="print the final metrics as JSON only")
     parser.add_argument("--distribute", default="auto", choices=("auto", "none", "mirrored", "multi-worker", "tpu"))
     parser.set_defaults(func=run)
@@ -69,6 +71,7 @@ def run(args) -> int:
         lr=args.lr, checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
         deterministic=args.deterministic, distribute=args.distribute, crop_area=args.crop_area, flip=args.flip,
         randaugment=args.randaugment, precision=args.precision,
+        tensorboard_graph=args.tensorboard_graph,
     )
     progress("train", f"training {args.model} with the {args.recipe} recipe; progress bars on stderr")
     with contextlib.redirect_stdout(sys.stderr):  # Keras' progress bars are progress, not results

@@ -33,7 +33,29 @@ from larq_poke.train.losses import coupled_l2, diversified_kd_loss, soft_target_
 
 keep_autograph_out_of_tf_keras()  # a plain Keras teacher or student loads no larq-poke quantizer
 
-__all__ = ["Distiller", "check_teachers"]
+__all__ = ["Distiller", "build_optimizer", "check_teachers"]
+
+
+def build_optimizer(model, variables=None) -> None:
+    """Create the slot variables of compiled ``model``'s optimizer for ``variables`` (default: the
+    model's trainable variables) now, in the model's distribution strategy, before a training
+    step is traced (``Distiller.fit`` and ``fit_task`` do it).
+
+    Keras 2's optimizers create them on their first ``apply_gradients``, which is inside the
+    first trace of the training step, and a ``tf.function`` whose first trace created variables
+    is traced a second time for its later calls: the training step of a BNN, tens of seconds on
+    a CPU, was traced twice. Optimizers without ``build`` (Keras' legacy ones) are left alone.
+
+    ```python
+    model.compile(tf.keras.optimizers.Adam(1e-3), loss=...)
+    build_optimizer(model)
+    model.fit(data)                      # one trace of the training step
+    ```
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # under a LossScaleOptimizer
+    if hasattr(optimizer, "build"):
+        with model.distribute_strategy.scope():
+            optimizer.build(list(model.trainable_variables if variables is None else variables))
 
 
 def check_teachers(student, teachers) -> None:
@@ -95,6 +117,11 @@ class Distiller(tf.keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy]
+
+    def fit(self, *args, **kwargs):
+        """``Model.fit``, with the optimizer's slot variables created first (:func:`build_optimizer`)."""
+        build_optimizer(self, self.student.trainable_variables)
+        return super().fit(*args, **kwargs)
 
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)

@@ -62,6 +62,7 @@ class TrainConfig:
     flip: Optional[bool] = None
     randaugment: Optional[str] = None  # None: the recipe's; "none": off; else a timm spec
     precision: str = "float32"  # or "bf16": Keras' mixed_bfloat16 policy while training
+    tensorboard_graph: bool = False  # also write the training step's graph to logs/ (slow for big models)
 
     def identity(self) -> dict:
         """What must match for ``resume``: the same run, not just the same folder."""
@@ -299,7 +300,10 @@ def train(config: TrainConfig) -> dict:
         (out / "run.json").write_text(json.dumps(config.identity(), indent=2))
 
     stopper = _checkpoint_callback(manager, config.checkpoint_every)
-    callbacks = [stopper, tf.keras.callbacks.TensorBoard(str(out / "logs" if chief else checkpoints / "logs"))]
+    # The training step's graph stays out of TensorBoard unless asked for: serializing a BNN's step
+    # takes seconds with protobuf's pure-Python build (the one this stack gets on Python 3.11).
+    logs = str(out / "logs" if chief else checkpoints / "logs")
+    callbacks = [stopper, tf.keras.callbacks.TensorBoard(logs, write_graph=config.tensorboard_graph)]
     if config.recipe == "pokebnn":
         from larq_poke.train.switches import PokeBNNSwitches
 

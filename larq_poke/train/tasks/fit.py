@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from larq_poke.train.distill import build_optimizer
 from larq_poke.train.schedules import BINEAL_LR, BINEAL_WEIGHT_DECAY, bineal_schedule, check_learning_rate
 from larq_poke.train.switches import PokeBNNSwitches
 
@@ -88,6 +89,7 @@ def fit_task(
     if calibration_inputs is not None:
         switches.calibration_images = np.asarray(calibration_inputs, np.float32)
     model.compile(bineal_optimizer(model, total_steps, lr), loss=loss, metrics=list(metrics or []))
+    build_optimizer(model)  # one trace of the step, not two
     callbacks = [switches, *callbacks] if switches.quantizers else list(callbacks)
     history = model.fit(data, epochs=epochs, validation_data=validation_data, callbacks=callbacks, verbose=verbose)
     return history
