@@ -11,14 +11,15 @@ The step is the trainer's (``larq_poke.train.distill.Distiller``, no teacher, 10
   the first trace (``larq_poke.train.distill.build_optimizer``, which ``Distiller.fit`` calls),
   and AutoGraph leaves Keras 2 alone (``larq_poke.no_autograph.keep_autograph_out_of_tf_keras``).
 * ``no_build``: Keras' default: the optimizer makes its slot variables inside the first trace,
-  so TensorFlow traces the step a second time on the second call.
-* ``no_rule``: the AutoGraph rule for Keras 2 removed right after importing larq-poke, before
-  anything is traced, so AutoGraph converts Keras 2's own code.
+  so TensorFlow traces the step a second time.
+* ``no_rule``: the AutoGraph rule for Keras 2 removed once larq-poke's modules that add it are
+  imported, before anything is built or traced, so AutoGraph converts Keras 2's own code.
 
 Each measurement runs in a fresh Python process (the rule is process-wide, and a second trace in
 the same process would reuse TensorFlow's caches), with TensorFlow's default threads. Per round,
 every model runs every variant (interleaved); figures are the minimum over rounds. ``first``:
-the first step (trace and run); ``second``: the second step (a second trace for ``no_build``);
+the first step (trace and run; for ``no_build`` both traces, since TensorFlow makes the second
+one within the first call); ``second``: the second step, a check that nothing is traced again;
 ``step``: the mean of ``--steps`` later steps. Last line (per model and variant):
 ``trace: <model>_<variant>_first_s=… <model>_<variant>_second_s=… <model>_step_s=… ...``.
 """
@@ -42,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 from larq_poke.train.distill import Distiller, build_optimizer
 from larq_poke.zoo.resolve import load_model
+import larq_poke.quantizers  # adds the rule once (so that no later import adds it again)
 if {variant!r} == "no_rule":
     from tensorflow.python.autograph.core import config
     config.CONVERSION_RULES = tuple(r for r in config.CONVERSION_RULES

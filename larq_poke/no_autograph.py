@@ -60,8 +60,9 @@ def keep_autograph_out_of_tf_keras() -> None:
     AutoGraph's conversion rules exclude the ``keras`` package, which was Keras 2 until
     TensorFlow 2.15. Keras 2 is now ``tf_keras``, which the rules do not name, so a
     ``tf.function`` that calls a Keras 2 model converted Keras' ``Layer.__call__``, optimizer
-    updates and losses, source and all, once per layer and variable: tracing PokeBNN-0.5x's
-    training step took about twice as long. Adds the missing ``tf_keras`` rule (once). A
+    updates and losses, source and all, once per layer and variable: the first training step of
+    PokeBNN-0.5x (32x32, batch 64, traced once) took 116.7 s without the rule, 107.9 s with it
+    (``benchmarks/trace_time.py``, one round). Adds the missing ``tf_keras`` rule (once). A
     function that a ``tf.function`` wraps directly is still converted (its own loops over
     ``tf.range`` included), as are the ``call`` methods of layers defined outside Keras.
 
