@@ -43,7 +43,7 @@ def build_optimizer(model, variables=None) -> None:
 
     Keras 2's optimizers create them on their first ``apply_gradients``, which is inside the
     first trace of the training step, and a ``tf.function`` whose first trace created variables
-    is traced a second time for its later calls: PokeBNN-0.5x's first training step (32x32,
+    is traced again, within that first call: PokeBNN-0.5x's first training step (32x32,
     batch 64, CPU) took 178.5 s that way and 107.9 s with the slots made first
     (``benchmarks/trace_time.py``). Optimizers without ``build`` (Keras' legacy ones) are left
     alone.
