@@ -4,9 +4,9 @@ teacher trained with ``larq-poke train plain``, a PokeBNN-0.5x student distilled
 eval``, in TFLite. Small: 1,200 training and 300 held-out digits, a few epochs.
 
 PokeBNN rather than BNext-T: at 32x32 BNext-T's last stages run on 1x1 and 2x2 maps, where
-TensorFlow's CPU gradient of its 3x3 convs (512 and 1,024 channels) is slow (10.3 s per training step
-of 64 digits against PokeBNN-0.5x's 1.2 s, ``benchmarks/trace_time.py``). BNext's recipe is tested in ``test_train.py`` and
-``test_train_run.py``; the benchmark trains all three students."""
+TensorFlow's CPU gradient of its 3x3 convs (512 and 1,024 channels) is slow (10.3 s per training
+step of 64 digits against PokeBNN-0.5x's 1.2 s, ``benchmarks/trace_time.py``). BNext's recipe is
+tested in ``test_train.py`` and ``test_train_run.py``; the benchmark trains all three students."""
 
 import importlib.util
 import os

@@ -141,10 +141,9 @@ def test_two_teachers_and_labels_only():
     assert plain.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] >= 0.9
 
 
-
 def test_the_training_step_is_traced_once():
     """The optimizer's slots exist before the first trace (``build_optimizer``): Keras 2 made
-    them inside it, and TensorFlow then traced the step a second time for the later calls."""
+    them inside it, and TensorFlow then traced the step a second time within the first call."""
     from larq_poke.train.tasks import fit_task
 
     x = np.random.default_rng(3).normal(size=(16, 8)).astype(np.float32)
@@ -163,6 +162,7 @@ def test_the_training_step_is_traced_once():
     plain.compile(tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     plain.fit(x, y, batch_size=4, epochs=2, verbose=0)
     assert plain.train_function.experimental_get_tracing_count() == 2
+
 
 def test_teacher_with_other_classes_is_rejected():
     with pytest.raises(ValueError, match="predicts 3 classes but the student 'student' predicts 4"):
