@@ -54,7 +54,7 @@ import tensorflow as tf
 from larq_poke.converters.fusability import structure_reason
 from larq_poke.keras_graph import walk_layers
 
-__all__ = ["LayerCost", "CostReport", "profile", "summary", "text_table", "DEPTHWISE_CONVS", "SEPARABLE_CONVS"]
+__all__ = ["LayerCost", "CostReport", "profile", "stored_sizes", "summary", "text_table", "DEPTHWISE_CONVS", "SEPARABLE_CONVS"]
 
 
 @dataclasses.dataclass
@@ -294,6 +294,45 @@ def _packed_bits(layer, weights, byte_aligned: bool = False) -> int:
     return sum(int(np.prod(w.shape)) * _weight_storage_bits(w, byte_aligned) for w in weights)
 
 
+def _own_weights(layer, seen: set):
+    """``(own, stored)``: the weights ``layer`` owns, its own and its quantizers' (e.g.
+    activation bounds) but not those of child layers (they get their own rows) nor any in
+    ``seen`` (shared layers count them once; ``seen`` is updated); ``stored``: those of ``own``
+    that do not fold away at inference."""
+    child_weights = {
+        id(w)
+        for child in _children(layer)
+        if not isinstance(child, lq.quantizers.Quantizer)
+        for w in child.weights
+    }
+    own = [w for w in layer.weights if id(w) not in child_weights and id(w) not in seen]
+    seen.update(id(w) for w in own)
+    folded = {id(w) for part in [layer, *_children(layer)] if getattr(part, "folds_at_inference", False) for w in part.weights}
+    return own, [w for w in own if id(w) not in folded]
+
+
+def stored_sizes(model: tf.keras.Model) -> Dict[str, int]:
+    """``{"packed_size_bytes": ..., "storable_size_bytes": ...}`` of ``model``, the sizes
+    :func:`profile` reports, from its weights alone: nothing is traced, so this is cheap where a
+    profile costs about as much as building the model. Every layer the model holds counts (a
+    profile counts the layers its call reaches: the same for any model that calls all its layers).
+
+    ```python
+    larq_poke.cost.stored_sizes(PokeBNN(0.5))["packed_size_bytes"]
+    ```
+    """
+    seen: set = set()
+    packed_bits = storable_bits = 0
+    for _, layer in walk_layers(model):
+        if isinstance(layer, lq.quantizers.Quantizer):
+            continue
+        _, stored = _own_weights(layer, seen)
+        packed_bits += _packed_bits(layer, stored)
+        storable_bits += _packed_bits(layer, stored, byte_aligned=True)
+    return {"packed_size_bytes": int(math.ceil(packed_bits / 8)),
+            "storable_size_bytes": int(math.ceil(storable_bits / 8))}
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -349,19 +388,8 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         layer = rec["layer"]
         if isinstance(layer, lq.quantizers.Quantizer):
             continue
-        # Weights this layer owns: its own and its quantizers' (e.g. activation bounds), not
-        # those of child layers, which get their own rows. Shared layers count them once.
-        child_weights = {
-            id(w)
-            for child in _children(layer)
-            if not isinstance(child, lq.quantizers.Quantizer)
-            for w in child.weights
-        }
-        own = [w for w in layer.weights if id(w) not in child_weights and id(w) not in seen_weights]
-        seen_weights.update(id(w) for w in own)
+        own, stored = _own_weights(layer, seen_weights)
         params = int(sum(np.prod(w.shape) for w in own))
-        folded = {id(w) for part in [layer, *_children(layer)] if getattr(part, "folds_at_inference", False) for w in part.weights}
-        stored = [w for w in own if id(w) not in folded]
         packed_bits += _packed_bits(layer, stored)
         storable_bits += _packed_bits(layer, stored, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])

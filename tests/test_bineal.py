@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from larq_poke.converters import convert, fold_bineal
 from larq_poke.converters.rewrites.bineal import UntrainedModelError, _snapped_shift, sign_threshold
-from larq_poke.cost import profile
+from larq_poke.cost import profile, stored_sizes
 from larq_poke.layers.bineal import BiNealSign, BiNealWeight, bineal_block_names
 from larq_poke.zoo import BiNeal, build
 
@@ -433,6 +433,7 @@ def test_costs_count_folded_terms_as_parameters_only():
                   if isinstance(layer, tf.keras.layers.BatchNormalization))
     quantizer_bounds = 2 * 32  # the 8-bit input quantizers' learned bounds: one each (per tensor)
     assert report.totals["packed_size_bytes"] == -(-(binary_weights + stem + head_bits + bn_bits + quantizer_bounds) // 8)
+    assert stored_sizes(model)["packed_size_bytes"] == report.totals["packed_size_bytes"]  # what convert reports
 
 
 # --- the zoo ------------------------------------------------------------------------------------

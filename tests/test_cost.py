@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import larq_poke
-from larq_poke.cost import profile
+from larq_poke.cost import profile, stored_sizes
 from larq_poke.zoo import PokeBNN
 from larq_poke.zoo.zoo_model import width_label
 
@@ -46,6 +46,14 @@ def test_pokebnn_golden_configuration_ace(small_pokebnn):
     _, report = small_pokebnn
     dense = sum(r.ace for r in report.layers if r.name == "dense")
     assert (report.totals["ace"] - dense, dense) == (123_066_368, 65_536_000)
+
+
+def test_stored_sizes_without_a_trace_are_the_profiles(small_pokebnn):
+    """What ``convert`` reports (weights only) against the profile's count along the traced call:
+    SE blocks, 4- and 8-bit weights, switchable quantizers and their bounds."""
+    model, report = small_pokebnn
+    assert stored_sizes(model) == {k: report.totals[k] for k in ("packed_size_bytes", "storable_size_bytes")}
+    assert report.totals["storable_size_bytes"] > report.totals["packed_size_bytes"]  # 4-bit weights round up
 
 
 @pytest.mark.slow
@@ -94,6 +102,7 @@ def test_hand_computed_model():
     # packed: binary kernels 1 bit; float kernels, depthwise bias, dense bias, BN (2/channel) 32 bits
     bits = (b1 // 64 + 64 * 64 + 9 * 32 * 64) + 10 * 128 + 32 * (3 * 3 * 3 * 32 + 2 * 32 + 9 * 64 * 2 + 128 + 10)
     assert t["packed_size_bytes"] == int(np.ceil(bits / 8))
+    assert stored_sizes(model)["packed_size_bytes"] == int(np.ceil(bits / 8))  # no trace, same count
     assert t["params"] == model.count_params()
 
 
@@ -111,6 +120,8 @@ def test_packed_and_storable_size_of_multibit_weights():
     assert t["packed_size_bytes"] == (4 * w4 + 32 * bias + 12 * w12 + w1) // 8
     # TFLite holds the 4-bit kernel as int8 and the 12-bit one as int16; binary stays 1 bit.
     assert t["storable_size_bytes"] == (8 * w4 + 32 * bias + 16 * w12 + w1) // 8
+    assert stored_sizes(model) == {"packed_size_bytes": (4 * w4 + 32 * bias + 12 * w12 + w1) // 8,
+                                   "storable_size_bytes": (8 * w4 + 32 * bias + 16 * w12 + w1) // 8}
 
 
 def test_float_bits_parameter():

@@ -367,17 +367,16 @@ def fake_quant_ops(model) -> Counter:
 
 # --- report -----------------------------------------------------------------------------------
 def _packed_sizes(model) -> Tuple[dict, Optional[str]]:
-    """``{"packed_size_bytes": ..., "storable_size_bytes": ...}`` from the cost profile, or ``{}``
-    and a note saying why not."""
+    """``{"packed_size_bytes": ..., "storable_size_bytes": ...}`` (``larq_poke.cost.stored_sizes``),
+    or ``{}`` and a note saying why not."""
     try:
-        from larq_poke.cost import profile
+        from larq_poke.cost import stored_sizes
     except ImportError as err:
         return {}, f"packed size unavailable: larq_poke.cost cannot be imported ({err})"
     try:
-        totals = profile(model).totals
+        return stored_sizes(model), None
     except Exception as err:  # the cost model is optional for a conversion; say why it is missing
         return {}, f"packed size unavailable: larq_poke.cost failed ({type(err).__name__}: {err})"
-    return {key: int(totals[key]) for key in ("packed_size_bytes", "storable_size_bytes")}, None
 
 
 def _build_report(model, info: FlatbufferModel, fates, unmatched, *, target, int8, rewrites):
