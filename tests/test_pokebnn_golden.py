@@ -34,6 +34,13 @@ def model(golden):
     return model
 
 
+@pytest.fixture(scope="module")
+def blank():
+    """A second PokeBNN-0.5x for the bad-input tests: a load that fails assigns nothing
+    (``test_non_numeric_and_non_finite_variables_are_named``), so one model serves them all."""
+    return PokeBNN(0.5, input_shape=(64, 64, 3))
+
+
 def close(actual, expected, atol=1e-4):
     np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-5, atol=atol)
 
@@ -93,21 +100,19 @@ def test_dense_teacher_forced(model, golden):
 # --- importer -------------------------------------------------------------------------------
 
 
-def test_missing_variable_is_named(variables):
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
+def test_missing_variable_is_named(variables, blank):
     broken = dict(variables)
     del broken["params/sefc2-resblock3-2/bias"]
     with pytest.raises(ValueError, match="sefc2-resblock3-2/bias"):
-        load_pokebnn_flax(model, broken)
+        load_pokebnn_flax(blank, broken)
 
 
-def test_misshaped_and_extra_variables_are_named(variables):
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
+def test_misshaped_and_extra_variables_are_named(variables, blank):
     broken = dict(variables)
     broken["params/bnresblock0-1/scale"] = np.ones(7, np.float32)
     broken["params/conv-resblock99-1/kernel"] = np.ones((1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError) as info:
-        load_pokebnn_flax(model, broken)
+        load_pokebnn_flax(blank, broken)
     assert "params/bnresblock0-1/scale" in str(info.value)
     assert "conv-resblock99-1" in str(info.value)
 
@@ -118,12 +123,11 @@ def test_other_width_is_rejected(variables):
         load_pokebnn_flax(model, variables)
 
 
-def test_binary_bounds_must_be_three(variables):
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
+def test_binary_bounds_must_be_three(variables, blank):
     broken = dict(variables)
     broken["get_bounds/conv-resblock0-1/GetBounds_0/bounds"] = np.full((1, 1, 1, 64), 2.0, np.float32)
     with pytest.raises(ValueError, match="must all be 3.0"):
-        load_pokebnn_flax(model, broken)
+        load_pokebnn_flax(blank, broken)
 
 
 def _flax_ndarray(array):
@@ -175,12 +179,11 @@ def test_flax_msgpack_train_state(tmp_path, model, golden, variables):
     )
 
 
-def test_corrupt_checkpoint_is_rejected(tmp_path):
+def test_corrupt_checkpoint_is_rejected(tmp_path, blank):
     path = tmp_path / "checkpoint_1"
     path.write_bytes(b"\xc1\xc1 not msgpack")
-    model = PokeBNN(0.5, input_shape=(64, 64, 3))
     with pytest.raises(ValueError, match="not a readable Flax msgpack checkpoint"):
-        load_pokebnn_flax(model, path)
+        load_pokebnn_flax(blank, path)
 
 
 # --- save / load ----------------------------------------------------------------------------
