@@ -25,18 +25,13 @@ def test_stage_plan_is_resnet50_pattern():
     assert [i for i, _, s in plan if s == 2] == [3, 7, 13]
 
 
-def test_include_top_false_returns_feature_map():
-    model = PokeBNN(0.5, include_top=False, input_shape=(96, 96, 3))
-    assert model.output_shape == (None, 3, 3, 1024)
-    dynamic = PokeBNN(0.75, include_top=False)
-    assert dynamic.output_shape == (None, None, None, 1536)
-
-
-def test_odd_input_size_matches_official_same_padding():
-    model = PokeBNN(0.5, include_top=False, input_shape=(100, 100, 3))
-    # 100 -> stem 25 -> 25 -> 13 -> 7 -> 4 (TF SAME with stride 2 rounds up)
-    assert model.output_shape == (None, 4, 4, 1024)
-    model(np.zeros((1, 100, 100, 3), np.float32))
+def test_include_top_false_returns_feature_map_of_any_size():
+    features = PokeBNN(0.5, include_top=False)  # no input_shape: any image size
+    assert features.output_shape == (None, None, None, 1024)
+    assert features(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 3, 3, 1024)
+    # An odd size: 100 -> stem 25 -> 25 -> 13 -> 7 -> 4, the official SAME padding (stride 2
+    # rounds up), where VALID-style rounding would give 3.
+    assert features(np.zeros((1, 100, 100, 3), np.float32)).shape == (1, 4, 4, 1024)
 
 
 def test_imagenet_weights_are_not_published():
