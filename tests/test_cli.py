@@ -14,26 +14,23 @@ def test_summary_json_golden_configuration(capsys):
     assert report["input_shape"] == [64, 64, 3]
 
 
-def test_summary_text_has_keras_summary_and_cost_table(capsys):
-    assert main(["summary", "pokebnn-0.5x", "--input-size", "64"]) == 0
-    out = capsys.readouterr().out
-    assert 'Model: "pokebnn-0.5x"' in out
-    assert "ACE:" in out and "1.886e+08" in out
-
-
 def test_unknown_model_is_a_clear_error(capsys):
     assert main(["summary", "pokebnn-9x"]) == 2
     err = capsys.readouterr().err
     assert "Unknown zoo model 'pokebnn-9x'" in err and "pokebnn-1.0x" in err
 
 
-def test_summary_of_saved_model_file(tmp_path, capsys):
+def test_summary_text_of_saved_model_file(tmp_path, capsys):
+    """The text output (Keras summary, then the cost table) of a model file; the JSON output of
+    the same configuration is checked by name above."""
     from larq_poke.zoo import PokeBNN
 
     path = tmp_path / "m.h5"
     PokeBNN(0.5, input_shape=(64, 64, 3)).save(path)
-    assert main(["summary", str(path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["totals"]["ace"] == 188_602_368
+    assert main(["summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'Model: "pokebnn-0.5x"' in out
+    assert "ACE:                 1.886e+08  (188,602,368;" in out  # 123,066,368 + 65,536,000
 
 
 def test_help_lists_subcommands(capsys):
