@@ -173,7 +173,7 @@ class _CallRecorder:
         try:
             # A bare graph (Keras' own scratch-graph way), not a tf.function: only the static shapes
             # are read, and a ConcreteFunction would parse its whole FunctionDef back twice, which
-            # with this stack's pure-Python protobuf was about a third of a full-size profile.
+            # with this stack's pure-Python protobuf was about a quarter of a full-size profile.
             with tf.__internal__.FuncGraph("larq_poke_cost").as_default():
                 xs = [tf.compat.v1.placeholder(spec.dtype, spec.shape, name=f"input_{i}")
                       for i, spec in enumerate(input_specs)]
@@ -321,9 +321,15 @@ def stored_sizes(model: tf.keras.Model) -> Dict[str, int]:
     larq_poke.cost.stored_sizes(PokeBNN(0.5))["packed_size_bytes"]
     ```
     """
+    return _sizes(layer for _, layer in walk_layers(model))
+
+
+def _sizes(layers) -> Dict[str, int]:
+    """Packed and storable bytes of the weights ``layers`` own (quantizer layers skipped: their
+    weights belong to the layer that holds them), each weight once."""
     seen: set = set()
     packed_bits = storable_bits = 0
-    for _, layer in walk_layers(model):
+    for layer in layers:
         if isinstance(layer, lq.quantizers.Quantizer):
             continue
         _, stored = _own_weights(layer, seen)
@@ -383,15 +389,12 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
     rows: List[LayerCost] = []
     uncounted: List[str] = []  # layers with a kernel but no MAC formula
     seen_weights = set()
-    packed_bits = storable_bits = 0
     for rec in records:
         layer = rec["layer"]
         if isinstance(layer, lq.quantizers.Quantizer):
             continue
-        own, stored = _own_weights(layer, seen_weights)
+        own, _ = _own_weights(layer, seen_weights)
         params = int(sum(np.prod(w.shape) for w in own))
-        packed_bits += _packed_bits(layer, stored)
-        storable_bits += _packed_bits(layer, stored, byte_aligned=True)
         terms = _layer_cost_terms(layer, rec["input_shape"], rec["output_shape"], rec["producer_bits"])
         known = all(shape is not None and None not in list(shape[1:])
                     for shape in (rec["input_shape"], rec["output_shape"]))
@@ -442,8 +445,7 @@ def profile(model: tf.keras.Model, *, input_shape=None, float_bits: int = 16) ->
         "macs": int(sum(r.macs for r in rows)),
         "params": int(model.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-        "packed_size_bytes": int(math.ceil(packed_bits / 8)),
-        "storable_size_bytes": int(math.ceil(storable_bits / 8)),
+        **_sizes(rec["layer"] for rec in records),  # the layers the call reached, in call order
         "binarization_degree": bops / (64 * ops) if ops else 0.0,
         "binarization_degree_8bit": bops / (64 * ops_8bit) if ops_8bit else 0.0,
     }
