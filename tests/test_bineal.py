@@ -705,6 +705,32 @@ def test_int8_sample_images_from_the_command_line(converted, tmp_path):
     assert not [note for note in result.report.notes if "untrained" in note]  # the trained-like model
 
 
+def test_keras_file_loads_what_was_saved(converted, tmp_path):
+    """The command line's loader reads a ``.keras`` file's weights from memory, not by seeking in
+    the archive (larq_poke.zoo.resolve): every variable comes back as saved, and the outputs too.
+    An archive holding anything else goes to Keras' own loader, with the same result."""
+    import shutil
+    import zipfile
+
+    from larq_poke.zoo.resolve import load_model
+
+    model, _ = converted
+    saved = tmp_path / "bineal.keras"
+    model.save(saved)
+    other = tmp_path / "with_asset.keras"
+    shutil.copy(saved, other)
+    with zipfile.ZipFile(other, "a") as archive:
+        archive.writestr("assets/note.txt", "an asset")
+    x = _images(2, seed=11)
+    for path in (saved, other):
+        loaded = load_model(str(path))
+        assert type(loaded) is type(model) and len(loaded.weights) == len(model.weights) > 100
+        for layer in model.layers:
+            for a, b in zip(loaded.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=layer.name)
+        np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
+
+
 def test_int4_branches_train_form_fold_and_convert():
     """D6: both branch outputs on 4-bit levels (−7..7 times a learned step) before the add; the
     fold computes the same levels with float ops, exactly enough that every block bit agrees."""

@@ -199,6 +199,20 @@ def test_save_load_round_trip(tmp_path, model, golden, fmt):
     )
 
 
+def test_layer_dependency_lookup_is_keras_table(model):
+    """ZooModel answers checkpoint-dependency lookups without rebuilding Keras' table per name;
+    the answers are the table's, name by name (and Keras' for names that are not in it)."""
+    from tf_keras.src.engine.functional import Functional
+
+    table = model._layer_checkpoint_dependencies  # what Keras' lookup answers for these names
+    assert sum(name.startswith("layer_with_weights-") for name in table) > 100
+    for name, layer in table.items():
+        assert model._lookup_dependency(name) is layer, name
+    for name in ["layer-01", f"layer-{len(model.layers)}", f"layer_with_weights-{len(table)}", "layer--1",
+                 "layer", "keras_api", "optimizer"]:
+        assert model._lookup_dependency(name) is Functional._lookup_dependency(model, name), name
+
+
 def test_keras_weights_file_round_trip(tmp_path, model, golden):
     path = str(tmp_path / "weights.h5")
     model.save_weights(path)

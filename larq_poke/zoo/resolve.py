@@ -17,7 +17,10 @@ reference = load_model("resnet18", input_size=64, num_classes=10)
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import zipfile
 from typing import Optional
 
 __all__ = ["load_model", "LARQ_ZOO_MODELS", "REFERENCE_MODELS"]
@@ -113,9 +116,60 @@ def load_model(
         import larq_poke.layers  # noqa: F401  (registers larq-poke's layers as custom objects)
         import larq_poke.zoo  # noqa: F401  (and the zoo's model class)
 
+        if source.endswith(".keras") and os.path.isfile(source):
+            return _load_keras_file(source)
         return tf.keras.models.load_model(source, compile=False)
     if arch:
         raise FileNotFoundError(f"weights file {source!r} does not exist")
     if source.endswith((".h5", ".keras", ".tflite", ".hdf5")) or os.sep in source:
         raise FileNotFoundError(f"model file {source!r} does not exist")
     return _build(source, kwargs)
+
+
+class _MemberInMemory:
+    """What Keras' weights store asks of a zip archive (``open(name)``), served from memory."""
+
+    def __init__(self, archive):
+        self.archive = archive
+
+    def open(self, name, mode="r"):
+        return io.BytesIO(self.archive.read(name))
+
+
+def _load_keras_file(path: str):
+    """``tf.keras.models.load_model(path, compile=False)`` for a ``.keras`` file, with the
+    weights read into memory first.
+
+    Keras 2 opens the weights' HDF5 file inside the zip archive and lets h5py seek in it; on
+    Python 3.11 every backward seek in an archive member reads the member again from its start,
+    so loading a trained PokeBNN-0.5x (27 MB of weights) took 32 s, 13 of them seeking. This
+    reads the member once and hands the rest to Keras' own loader (its configuration
+    deserializer and weights store). An archive with anything else in it (assets, NumPy
+    weights) is Keras' to load as it is.
+    """
+    import tensorflow as tf
+
+    try:
+        from tf_keras.src.saving import saving_lib
+        from tf_keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
+    except ImportError:  # another Keras 2 layout: its own loader
+        return tf.keras.models.load_model(path, compile=False)
+    with zipfile.ZipFile(path) as archive:
+        if sorted(archive.namelist()) != ["config.json", "metadata.json", "model.weights.h5"]:
+            return tf.keras.models.load_model(path, compile=False)
+        config = json.loads(archive.read("config.json"))
+        config["compile_config"] = None  # compile=False
+        enabled = getattr(saving_lib._SAVING_V3_ENABLED, "value", False)
+        saving_lib._SAVING_V3_ENABLED.value = True
+        try:
+            with ObjectSharingScope():
+                model = deserialize_keras_object(config, None, safe_mode=True)
+            store = saving_lib.H5IOStore("model.weights.h5", archive=_MemberInMemory(archive), mode="r")
+            try:
+                saving_lib._load_state(model, weights_store=store, assets_store=None, inner_path="",
+                                       visited_trackables=set())
+            finally:
+                store.close()
+        finally:
+            saving_lib._SAVING_V3_ENABLED.value = enabled
+    return model

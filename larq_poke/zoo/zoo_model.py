@@ -15,6 +15,7 @@ import numbers
 import os
 
 import tensorflow as tf
+from tf_keras.src.engine.functional import Functional
 
 from larq_poke.serialization import register_serializable
 from larq_poke.zoo.loading import existing_weights_file, records_settings, save_keras_weights
@@ -43,6 +44,37 @@ class ZooModel(tf.keras.Model):
         if not native:  # the .keras format stores no traces and refuses the argument
             kwargs.setdefault("save_traces", False)
         return super().save(filepath, *args, **kwargs)
+
+    def _lookup_dependency(self, name, cached_dependencies=None):
+        """Keras' checkpoint-dependency lookup, answered without rebuilding the table per name.
+
+        A functional model names its layers ``layer-I`` (every layer) and ``layer_with_weights-K``
+        (the K-th layer that holds weights) in checkpoints and SavedModels. Keras answers each
+        lookup by rebuilding that whole table, gathering every layer's weights, and a SavedModel
+        load looks up every layer: quadratic in the layer count (a third of loading a
+        PokeBNN-0.5x SavedModel). Same answers here: ``layer-I`` is ``self.layers[I]``, and
+        ``layer_with_weights-K`` stops at the K-th layer with weights.
+        """
+        if cached_dependencies:
+            return cached_dependencies.get(name)
+        prefix, _, index = name.rpartition("-")
+        if prefix in ("layer", "layer_with_weights") and index.isdigit() and str(int(index)) == index:
+            position = int(index)
+            if prefix == "layer":
+                if position < len(self.layers):
+                    return self.layers[position]
+            else:
+                for layer in self.layers:
+                    try:
+                        if not layer.weights:
+                            continue
+                    except ValueError:  # not built yet: Keras counts it as a layer without weights
+                        continue
+                    if position == 0:
+                        return layer
+                    position -= 1
+        # Not a layer's name: what Keras' functional model does after its table.
+        return super(Functional, self)._lookup_dependency(name)
 
     def save_weights(self, filepath, overwrite=True, save_format=None, options=None):
         """``tf.keras.Model.save_weights``; to a ``.h5`` file it also records the layers' settings.
