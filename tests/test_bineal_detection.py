@@ -111,14 +111,14 @@ def test_bad_arguments():
 
 @pytest.fixture(scope="module")
 def trained():
-    """The "backbone binary" variant (8-bit neck and heads), m = 0.5, 10 epochs on 512 images."""
+    """The "backbone binary" variant (8-bit neck and heads), m = 0.5, 8 epochs on 512 images."""
     tf.keras.utils.set_random_seed(0)
     images, _, boxes = generate_shapes(512, size=SIZE, seed=0)
     x = _norm(images)
     model = BiNealCenterNet(CLASSES, 0.5, input_shape=(SIZE, SIZE, 3))
     assert model.output_shape == (None, OUT, OUT, CLASSES + 4)
     data = tf.data.Dataset.from_tensor_slices((x, centernet_targets(boxes, CLASSES, (OUT, OUT)))).shuffle(512, seed=0).batch(32)
-    fit_task(model, data, loss=CenterNetLoss(CLASSES), epochs=10, lr=2e-3, calibration_inputs=x[:32])
+    fit_task(model, data, loss=CenterNetLoss(CLASSES), epochs=8, lr=2e-3, calibration_inputs=x[:32])
     return model, boxes
 
 
