@@ -116,7 +116,7 @@ def load_model(
         import larq_poke.layers  # noqa: F401  (registers larq-poke's layers as custom objects)
         import larq_poke.zoo  # noqa: F401  (and the zoo's model class)
 
-        if source.endswith(".keras") and os.path.isfile(source):
+        if source.endswith(".keras") and zipfile.is_zipfile(source):  # what Keras reads as its own format
             return _load_keras_file(source)
         return tf.keras.models.load_model(source, compile=False)
     if arch:
