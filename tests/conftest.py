@@ -47,36 +47,21 @@ def benchmark_sample_path(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def zoo_cost(tmp_path_factory):
+def zoo_cost():
     """``zoo_cost(name)``: ``cost.profile`` of zoo classifier ``name`` built at 224x224, computed
-    once per test run for every module that checks full-size costs (the cost tests, the model
-    cards): building the big models is the expensive part. Under pytest-xdist the workers share
-    each profile through a file in the run's common temporary folder (the first to ask computes
-    it, under a lock; the others read it), so it does not matter which worker runs which module."""
-    import pickle
-
+    once per session for every module that checks full-size costs (the cost tests, the model
+    cards): building the big models is the expensive part."""
     import tensorflow as tf
-    from filelock import FileLock
 
     from larq_poke.cost import profile
     from larq_poke.zoo import build
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this run's, not older runs'
     cache = {}
 
     def get(name: str):
         if name not in cache:
-            path = shared / f"zoo_cost_{name}.pickle"  # written and read by this test run only
-            with FileLock(f"{path}.lock"):
-                if path.exists():
-                    cache[name] = pickle.loads(path.read_bytes())
-                else:
-                    cache[name] = profile(build(name, input_shape=(224, 224, 3)))
-                    tf.keras.backend.clear_session()
-                    partial = path.with_suffix(".partial")
-                    partial.write_bytes(pickle.dumps(cache[name]))
-                    partial.replace(path)  # a worker that dies mid-write leaves no half file
+            cache[name] = profile(build(name, input_shape=(224, 224, 3)))
+            tf.keras.backend.clear_session()
         return cache[name]
 
     return get

@@ -204,13 +204,21 @@ def test_layer_dependency_lookup_is_keras_table(model):
     the answers are the table's, name by name (and Keras' for names that are not in it)."""
     from tf_keras.src.engine.functional import Functional
 
+    from larq_poke.zoo.zoo_model import ZooModel
+
     table = model._layer_checkpoint_dependencies  # what Keras' lookup answers for these names
-    assert sum(name.startswith("layer_with_weights-") for name in table) > 100
+    weighted = sum(name.startswith("layer_with_weights-") for name in table)
+    assert weighted > 100
     for name, layer in table.items():
         assert model._lookup_dependency(name) is layer, name
-    for name in ["layer-01", f"layer-{len(model.layers)}", f"layer_with_weights-{len(table)}", "layer--1",
-                 "layer", "keras_api", "optimizer"]:
+    for name in ["layer-01", f"layer-{len(model.layers)}", f"layer_with_weights-{weighted}", "layer--1",
+                 "layer-\u00b2", "layer-\u0663", "layer-" + "9" * 5000, "layer", "keras_api", "optimizer"]:
         assert model._lookup_dependency(name) is Functional._lookup_dependency(model, name), name
+    # A name that is not a layer's goes to what Keras asks after its table: here a tracked variable.
+    x = tf.keras.Input((4,))
+    tiny = ZooModel(x, tf.keras.layers.Dense(2)(x))
+    tiny.note = tf.Variable(1.0)
+    assert tiny._lookup_dependency("note") is tiny.note is Functional._lookup_dependency(tiny, "note")
 
 
 def test_keras_weights_file_round_trip(tmp_path, model, golden):

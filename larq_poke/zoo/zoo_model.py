@@ -58,7 +58,8 @@ class ZooModel(tf.keras.Model):
         if cached_dependencies:
             return cached_dependencies.get(name)
         prefix, _, index = name.rpartition("-")
-        if prefix in ("layer", "layer_with_weights") and index.isdigit() and str(int(index)) == index:
+        if (prefix in ("layer", "layer_with_weights") and index.isascii() and index.isdigit() and len(index) < 19
+                and str(int(index)) == index):
             position = int(index)
             if prefix == "layer":
                 if position < len(self.layers):
