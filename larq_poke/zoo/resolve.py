@@ -141,19 +141,16 @@ def _load_keras_file(path: str):
     weights read into memory first.
 
     Keras 2 opens the weights' HDF5 file inside the zip archive and lets h5py seek in it; on
-    Python 3.11 every backward seek in an archive member reads the member again from its start,
-    so loading a trained PokeBNN-0.5x (27 MB of weights) took 32 s, 13 of them seeking. This
+    Python 3.11 every backward seek in an archive member reads the member again from its start
+    (``benchmarks/model_loading.py``: a PokeBNN-1.0x file loads in 69 s that way, 16 s here). This
     reads the member once and hands the rest to Keras' own loader (its configuration
     deserializer and weights store). An archive with anything else in it (assets, NumPy
     weights) is Keras' to load as it is.
     """
     import tensorflow as tf
+    from tf_keras.src.saving import saving_lib
+    from tf_keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
 
-    try:
-        from tf_keras.src.saving import saving_lib
-        from tf_keras.src.saving.serialization_lib import ObjectSharingScope, deserialize_keras_object
-    except ImportError:  # another Keras 2 layout: its own loader
-        return tf.keras.models.load_model(path, compile=False)
     with zipfile.ZipFile(path) as archive:
         if sorted(archive.namelist()) != ["config.json", "metadata.json", "model.weights.h5"]:
             return tf.keras.models.load_model(path, compile=False)

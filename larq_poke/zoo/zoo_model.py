@@ -51,9 +51,9 @@ class ZooModel(tf.keras.Model):
         A functional model names its layers ``layer-I`` (every layer) and ``layer_with_weights-K``
         (the K-th layer that holds weights) in checkpoints and SavedModels. Keras answers each
         lookup by rebuilding that whole table, gathering every layer's weights, and a SavedModel
-        load looks up every layer: quadratic in the layer count (a third of loading a
-        PokeBNN-0.5x SavedModel). Same answers here: ``layer-I`` is ``self.layers[I]``, and
-        ``layer_with_weights-K`` stops at the K-th layer with weights.
+        load looks up every layer: quadratic in the layer count (a quarter to a third of loading
+        a PokeBNN SavedModel, ``benchmarks/model_loading.py``). Same answers here: ``layer-I`` is
+        ``self.layers[I]``, and ``layer_with_weights-K`` stops at the K-th layer with weights.
         """
         if cached_dependencies:
             return cached_dependencies.get(name)
